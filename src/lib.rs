@@ -2,4 +2,12 @@
 //! campaign has one actor that decides every change to it in memory; batches of
 //! changes are committed behind it, and clients are answered after their batch.
 
+pub mod actors;
+pub mod app;
+pub mod cluster;
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod persistence;
+pub mod telemetry;

@@ -1,1 +1,23 @@
-fn main() {}
+//! The `flashstock` command: `serve` (the default), `migrate`, `token`.
+
+use clap::Parser;
+use flashstock::config::{Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    flashstock::telemetry::init(cli.settings.log_json);
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(flashstock::app::serve(cli.settings)),
+        Command::Migrate => runtime.block_on(async {
+            let (_, shards) = flashstock::app::open_store(&cli.settings).await?;
+            println!("migrations applied; {shards} shards");
+            Ok(())
+        }),
+        Command::Token(args) => {
+            let auth = flashstock::http::Auth::new(cli.settings.jwt_secret());
+            println!("{}", auth.token(&args.sub, args.admin, args.ttl));
+            Ok(())
+        }
+    }
+}

@@ -218,12 +218,18 @@ mod tests {
         let c = UserId::parse("c").unwrap();
         let d = UserId::parse("d").unwrap();
         let now = UnixMillis(5);
-        assert!(matches!(b.issue_coupon(CouponId::generate(), &a, None, now), Decision::Made(_)));
+        assert!(matches!(
+            b.issue_coupon(CouponId::generate(), &a, None, now),
+            Decision::Made(_)
+        ));
         assert_eq!(
             b.issue_coupon(CouponId::generate(), &a, None, now),
             Decision::Refused(Refusal::IssueLimitReached)
         );
-        assert!(matches!(b.issue_coupon(CouponId::generate(), &c, None, now), Decision::Made(_)));
+        assert!(matches!(
+            b.issue_coupon(CouponId::generate(), &c, None, now),
+            Decision::Made(_)
+        ));
         assert_eq!(
             b.issue_coupon(CouponId::generate(), &d, None, now),
             Decision::Refused(Refusal::SoldOut)
@@ -240,7 +246,8 @@ mod tests {
         let mut b = book(5, 3);
         let a = UserId::parse("a").unwrap();
         let key = IdempotencyKey::parse("k").unwrap();
-        let Decision::Made(first) = b.issue_coupon(CouponId::generate(), &a, Some(&key), UnixMillis(0))
+        let Decision::Made(first) =
+            b.issue_coupon(CouponId::generate(), &a, Some(&key), UnixMillis(0))
         else {
             panic!("first issue refused");
         };

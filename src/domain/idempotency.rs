@@ -179,12 +179,18 @@ mod tests {
         let mut ledger = IdempotencyLedger::with_capacity(10);
         assert_eq!(ledger.lookup(&user("a"), &key("k"), 1), Lookup::New);
         ledger.record(user("a"), key("k"), 1, "first", UnixMillis(0));
-        assert_eq!(ledger.lookup(&user("a"), &key("k"), 1), Lookup::Replay(&"first"));
+        assert_eq!(
+            ledger.lookup(&user("a"), &key("k"), 1),
+            Lookup::Replay(&"first")
+        );
         assert_eq!(ledger.lookup(&user("a"), &key("k"), 2), Lookup::Reused);
         // Keys are per user.
         assert_eq!(ledger.lookup(&user("b"), &key("k"), 1), Lookup::New);
         ledger.record(user("a"), key("k"), 2, "second", UnixMillis(1));
-        assert_eq!(ledger.lookup(&user("a"), &key("k"), 1), Lookup::Replay(&"first"));
+        assert_eq!(
+            ledger.lookup(&user("a"), &key("k"), 1),
+            Lookup::Replay(&"first")
+        );
     }
 
     #[test]

@@ -3,18 +3,18 @@
 //! are the only way stock changes. Nothing here knows about actors, HTTP or SQL.
 
 pub mod campaign;
-pub mod ids;
 pub mod idempotency;
+pub mod ids;
 pub mod order;
 pub mod product;
 pub mod refusal;
 pub mod time;
 
 pub use campaign::{CampaignBook, CampaignInfo, CampaignStock, Coupon, Discount};
+pub use idempotency::IdempotencyLedger;
 pub use ids::{
     CampaignId, CouponId, IdempotencyKey, InputError, ItemKey, OrderId, ProductId, Quantity, UserId,
 };
-pub use idempotency::IdempotencyLedger;
 pub use order::{Order, OrderEvent, OrderStatus, StockEffect};
 pub use product::{ProductBook, ProductInfo, ProductStock};
 pub use refusal::Refusal;

@@ -188,7 +188,10 @@ mod tests {
                     ("sold", "available") => StockEffect::Refund,
                     ("sold", "released") => {
                         // RETURNED holds nothing; restock decides where it went.
-                        assert!(matches!(effect, StockEffect::Refund | StockEffect::WriteOff));
+                        assert!(matches!(
+                            effect,
+                            StockEffect::Refund | StockEffect::WriteOff
+                        ));
                         continue;
                     }
                     other => panic!("unexpected move {other:?} for {status:?} {event:?}"),

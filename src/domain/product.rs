@@ -148,7 +148,10 @@ impl ProductBook {
         live_orders: Vec<Order>,
     ) -> Result<Self, String> {
         if !stock.is_consistent() {
-            return Err(format!("product {}: stored counts inconsistent: {stock:?}", info.id));
+            return Err(format!(
+                "product {}: stored counts inconsistent: {stock:?}",
+                info.id
+            ));
         }
         let mut book = ProductBook::new(info, stock);
         let (mut reserved, mut sold) = (0u64, 0u64);
@@ -385,14 +388,24 @@ mod tests {
     }
 
     fn place(book: &mut ProductBook, u: u8, q: u64, now: i64) -> Decision<Order> {
-        book.place_order(OrderId::generate(), &user(u), qty(q), None, UnixMillis(now), TTL)
+        book.place_order(
+            OrderId::generate(),
+            &user(u),
+            qty(q),
+            None,
+            UnixMillis(now),
+            TTL,
+        )
     }
 
     #[test]
     fn reserves_all_or_nothing() {
         let mut book = ProductBook::new(info(None), ProductStock::new(3));
         assert!(matches!(place(&mut book, 1, 2, 0), Decision::Made(_)));
-        assert_eq!(place(&mut book, 2, 2, 0), Decision::Refused(Refusal::OutOfStock));
+        assert_eq!(
+            place(&mut book, 2, 2, 0),
+            Decision::Refused(Refusal::OutOfStock)
+        );
         assert_eq!(book.stock().available, 1);
         assert_eq!(book.stock().reserved, 2);
     }
@@ -407,8 +420,13 @@ mod tests {
             place(&mut book, 1, 1, 0),
             Decision::Refused(Refusal::PurchaseLimitExceeded)
         );
-        book.transition(&order.id, Some(&user(1)), OrderEvent::PaymentFailed, UnixMillis(1))
-            .unwrap();
+        book.transition(
+            &order.id,
+            Some(&user(1)),
+            OrderEvent::PaymentFailed,
+            UnixMillis(1),
+        )
+        .unwrap();
         assert!(matches!(place(&mut book, 1, 2, 2), Decision::Made(_)));
     }
 
@@ -418,9 +436,15 @@ mod tests {
         product.sale_starts_at = Some(UnixMillis(100));
         product.sale_ends_at = Some(UnixMillis(200));
         let mut book = ProductBook::new(product, ProductStock::new(10));
-        assert_eq!(place(&mut book, 1, 1, 99), Decision::Refused(Refusal::SaleNotActive));
+        assert_eq!(
+            place(&mut book, 1, 1, 99),
+            Decision::Refused(Refusal::SaleNotActive)
+        );
         assert!(matches!(place(&mut book, 1, 1, 100), Decision::Made(_)));
-        assert_eq!(place(&mut book, 1, 1, 200), Decision::Refused(Refusal::SaleNotActive));
+        assert_eq!(
+            place(&mut book, 1, 1, 200),
+            Decision::Refused(Refusal::SaleNotActive)
+        );
     }
 
     #[test]
@@ -465,10 +489,21 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Order { user: u8, quantity: u64, key: Option<u8> },
-        Event { pick: usize, event: OrderEvent },
-        Expire { advance_ms: i64 },
-        Adjust { delta: i64 },
+        Order {
+            user: u8,
+            quantity: u64,
+            key: Option<u8>,
+        },
+        Event {
+            pick: usize,
+            event: OrderEvent,
+        },
+        Expire {
+            advance_ms: i64,
+        },
+        Adjust {
+            delta: i64,
+        },
     }
 
     fn op() -> impl Strategy<Value = Op> {

@@ -31,7 +31,10 @@ impl UnixMillis {
         let nanos = i128::from(self.0) * 1_000_000;
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| self.0.to_string())
     }
 

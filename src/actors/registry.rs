@@ -1,0 +1,214 @@
+//! The per-node registry of item actors: finds the running actor of an item or
+//! activates one from the database, exactly once however many requests arrive
+//! for it together.
+//!
+//! Each item has a slot (a `OnceCell`) in a `DashMap`. The first request for an
+//! item initialises the slot (wait for the shard's writer to be ready, note its
+//! generation, load from the store, start the actor on the shard's arbiter);
+//! requests arriving meanwhile wait on the same cell. An actor that stops removes
+//! its own slot, and only its own (pointer comparison), so a successor's slot is
+//! never removed by a predecessor.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix::{Actor, Addr, ArbiterHandle};
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+use super::core::{Forget, ItemCore};
+use super::{CampaignActor, EngineConfig, EngineError, ProductActor};
+use crate::cluster::{Ownership, shard_of};
+use crate::domain::idempotency::IDEMPOTENCY_RETENTION;
+use crate::domain::{
+    CampaignBook, CampaignId, ItemKey, ProductBook, ProductId, Refusal, UnixMillis,
+};
+use crate::persistence::SharedStore;
+use crate::persistence::writer::ShardWriter;
+
+type Slot<A> = Arc<OnceCell<Addr<A>>>;
+
+/// How long an activation waits for a recovering shard before answering 503.
+const SHARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Registry {
+    products: DashMap<ProductId, Slot<ProductActor>>,
+    campaigns: DashMap<CampaignId, Slot<CampaignActor>>,
+    store: SharedStore,
+    ownership: Arc<dyn Ownership>,
+    /// One writer per shard, indexed by shard.
+    writers: Vec<Arc<ShardWriter>>,
+    arbiters: Vec<ArbiterHandle>,
+    config: Arc<EngineConfig>,
+    me: Weak<Registry>,
+}
+
+impl Registry {
+    pub fn new(
+        store: SharedStore,
+        ownership: Arc<dyn Ownership>,
+        writers: Vec<Arc<ShardWriter>>,
+        arbiters: Vec<ArbiterHandle>,
+        config: Arc<EngineConfig>,
+    ) -> Arc<Registry> {
+        assert!(!writers.is_empty() && !arbiters.is_empty());
+        Arc::new_cyclic(|me| Registry {
+            products: DashMap::new(),
+            campaigns: DashMap::new(),
+            store,
+            ownership,
+            writers,
+            arbiters,
+            config,
+            me: me.clone(),
+        })
+    }
+
+    pub fn writers(&self) -> &[Arc<ShardWriter>] {
+        &self.writers
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.writers.len() as u32
+    }
+
+    /// The running actor of a product, activating it if needed.
+    pub async fn product(&self, id: ProductId) -> Result<Addr<ProductActor>, EngineError> {
+        if let Some(addr) = self.products.get(&id).and_then(|slot| slot.get().cloned()) {
+            if addr.connected() {
+                return Ok(addr);
+            }
+            // Stopped without leaving (it was ending when we looked): clear it.
+            self.products
+                .remove_if(&id, |_, s| s.get().is_some_and(|a| a == &addr));
+        }
+        let slot = self.products.entry(id).or_default().clone();
+        let activated = slot
+            .get_or_try_init(|| self.activate_product(id, slot.clone()))
+            .await
+            .cloned();
+        if activated.is_err() {
+            self.products
+                .remove_if(&id, |_, s| Arc::ptr_eq(s, &slot) && s.get().is_none());
+        }
+        activated
+    }
+
+    /// The running actor of a campaign, activating it if needed.
+    pub async fn campaign(&self, id: CampaignId) -> Result<Addr<CampaignActor>, EngineError> {
+        if let Some(addr) = self.campaigns.get(&id).and_then(|slot| slot.get().cloned()) {
+            if addr.connected() {
+                return Ok(addr);
+            }
+            // Stopped without leaving (it was ending when we looked): clear it.
+            self.campaigns
+                .remove_if(&id, |_, s| s.get().is_some_and(|a| a == &addr));
+        }
+        let slot = self.campaigns.entry(id).or_default().clone();
+        let activated = slot
+            .get_or_try_init(|| self.activate_campaign(id, slot.clone()))
+            .await
+            .cloned();
+        if activated.is_err() {
+            self.campaigns
+                .remove_if(&id, |_, s| Arc::ptr_eq(s, &slot) && s.get().is_none());
+        }
+        activated
+    }
+
+    /// The shard's writer and arbiter, once the shard is served here and ready.
+    async fn shard_for(
+        &self,
+        item: ItemKey,
+    ) -> Result<(Arc<ShardWriter>, ArbiterHandle), EngineError> {
+        let shard = shard_of(item, self.shard_count());
+        if !self.ownership.owns(shard) {
+            return Err(EngineError::Unavailable(
+                "the item's shard is not served here",
+            ));
+        }
+        let writer = self.writers[shard as usize].clone();
+        tokio::time::timeout(SHARD_READY_TIMEOUT, writer.ready())
+            .await
+            .map_err(|_| EngineError::Unavailable("the item's shard is recovering"))?;
+        let arbiter = self.arbiters[shard as usize % self.arbiters.len()].clone();
+        Ok((writer, arbiter))
+    }
+
+    async fn activate_product(
+        &self,
+        id: ProductId,
+        slot: Slot<ProductActor>,
+    ) -> Result<Addr<ProductActor>, EngineError> {
+        let (writer, arbiter) = self.shard_for(ItemKey::Product(id)).await?;
+        // Noted before loading: if a batch fails while we load, the new actor's
+        // first submit finds the generation moved and it reloads.
+        let generation = writer.generation();
+        let since = UnixMillis::now().minus(IDEMPOTENCY_RETENTION);
+        let load = self
+            .store
+            .load_product(id, since)
+            .await?
+            .ok_or(Refusal::ProductNotFound)?;
+        let mut book = ProductBook::restore(load.info, load.stock, load.live_orders)
+            .map_err(crate::persistence::StoreError::Corrupt)?;
+        for key in load.keys {
+            book.remember_key(
+                key.user,
+                key.key,
+                key.fingerprint,
+                key.outcome,
+                key.recorded_at,
+            );
+        }
+        let forget = self.forget(slot, move |registry, slot| {
+            registry
+                .products
+                .remove_if(&id, |_, s| Arc::ptr_eq(s, &slot));
+        });
+        let core = ItemCore::new("product", writer, generation, self.config.clone(), forget);
+        let actor = ProductActor::new(book, core);
+        Ok(ProductActor::start_in_arbiter(&arbiter, move |_| actor))
+    }
+
+    async fn activate_campaign(
+        &self,
+        id: CampaignId,
+        slot: Slot<CampaignActor>,
+    ) -> Result<Addr<CampaignActor>, EngineError> {
+        let (writer, arbiter) = self.shard_for(ItemKey::Campaign(id)).await?;
+        let generation = writer.generation();
+        let since = UnixMillis::now().minus(IDEMPOTENCY_RETENTION);
+        let load = self
+            .store
+            .load_campaign(id, since)
+            .await?
+            .ok_or(Refusal::CampaignNotFound)?;
+        let mut book = CampaignBook::restore(load.info, load.stock, load.user_issued)
+            .map_err(crate::persistence::StoreError::Corrupt)?;
+        for key in load.keys {
+            book.remember_key(key.user, key.key, key.outcome, key.recorded_at);
+        }
+        let forget = self.forget(slot, move |registry, slot| {
+            registry
+                .campaigns
+                .remove_if(&id, |_, s| Arc::ptr_eq(s, &slot));
+        });
+        let core = ItemCore::new("campaign", writer, generation, self.config.clone(), forget);
+        let actor = CampaignActor::new(book, core);
+        Ok(CampaignActor::start_in_arbiter(&arbiter, move |_| actor))
+    }
+
+    fn forget<A: Actor>(
+        &self,
+        slot: Slot<A>,
+        remove: impl FnOnce(&Registry, Slot<A>) + Send + 'static,
+    ) -> Forget {
+        let registry = self.me.clone();
+        Box::new(move || {
+            if let Some(registry) = registry.upgrade() {
+                remove(&registry, slot);
+            }
+        })
+    }
+}

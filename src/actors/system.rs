@@ -1,0 +1,60 @@
+//! The actix runtime: one `System` on its own thread and one `Arbiter` (an OS
+//! thread with a single-threaded runtime) per core. A shard's actors all live on
+//! arbiter `shard % arbiters`, so they never race each other for their writer.
+
+use std::thread::JoinHandle;
+
+use actix::ArbiterHandle;
+
+pub struct ActorSystem {
+    arbiters: Vec<ArbiterHandle>,
+    system: actix::System,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ActorSystem {
+    pub fn start(arbiter_count: usize) -> ActorSystem {
+        assert!(arbiter_count > 0);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("actix-system".into())
+            .spawn(move || {
+                let runner = actix::System::new();
+                runner.block_on(async move {
+                    let arbiters: Vec<ArbiterHandle> = (0..arbiter_count)
+                        .map(|_| actix::Arbiter::new().handle())
+                        .collect();
+                    started_tx
+                        .send((arbiters, actix::System::current()))
+                        .expect("the starter waits for the arbiters");
+                });
+                if let Err(error) = runner.run() {
+                    tracing::error!(%error, "actor system ended with an error");
+                }
+            })
+            .expect("the actor system thread starts");
+        let (arbiters, system) = started_rx
+            .recv()
+            .expect("the actor system thread sends its arbiters");
+        ActorSystem {
+            arbiters,
+            system,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn arbiters(&self) -> &[ArbiterHandle] {
+        &self.arbiters
+    }
+
+    /// Stops every arbiter and waits for the system thread.
+    pub fn stop(mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Wiring: opens the store, fences the shards this node owns, starts a writer per
+//! shard and the actor system, serves HTTP, and on SIGTERM/SIGINT shuts down in
+//! order: stop accepting, finish in-flight requests, flush every writer, stop the
+//! actors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::actors::{ActorSystem, EngineConfig, Registry};
+use crate::cluster::{LocalOwnership, Ownership};
+use crate::config::{DEVELOPMENT_JWT_SECRET, Settings};
+use crate::http::{AppState, Auth};
+use crate::persistence::writer::{ShardWriter, WriterLimits};
+use crate::persistence::{self, SharedStore};
+
+/// How long a durable reply waits for its batch before answering 503.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often actors run their periodic checks (expiry, idleness).
+const ACTOR_TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Opens the database and runs pending migrations; returns the store and the
+/// shard count stored in it.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, u32)> {
+    let store = persistence::connect(&settings.database_url, settings.db_connections_max)
+        .await
+        .with_context(|| format!("opening {}", redact(&settings.database_url)))?;
+    store.migrate().await.context("running migrations")?;
+    let shards = store
+        .shard_count(settings.shards)
+        .await
+        .context("reading the shard count")?;
+    Ok((store, shards))
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down cleanly.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if settings.redis_url.is_some() {
+        anyhow::bail!("cluster mode (redis_url) is not available in this version");
+    }
+    if settings.jwt_secret.is_none() {
+        tracing::warn!(
+            "no jwt_secret configured: using the development secret {DEVELOPMENT_JWT_SECRET:?}; \
+             set FLASHSTOCK_JWT_SECRET in production"
+        );
+    }
+    let metrics = crate::metrics::install();
+    let (store, shard_count) = open_store(&settings).await?;
+    let node_id = settings.node_id();
+    let ownership: Arc<dyn Ownership> = Arc::new(LocalOwnership::new(&node_id, shard_count));
+    let shards = ownership.owned_shards();
+    let epochs = store
+        .acquire_shards(&shards, &node_id)
+        .await
+        .context("fencing the shards")?;
+
+    let limits = WriterLimits {
+        batch_rows_max: settings.batch_rows_max as usize,
+        queue_rows_max: (settings.queue_rows_max as usize).max(settings.batch_rows_max as usize),
+    };
+    let writers: Vec<Arc<ShardWriter>> = shards
+        .iter()
+        .zip(&epochs)
+        .map(|(shard, epoch)| ShardWriter::new(*shard, *epoch, limits))
+        .collect();
+    let writer_tasks: Vec<JoinHandle<()>> = writers
+        .iter()
+        .map(|w| tokio::spawn(w.clone().run(store.clone(), node_id.clone())))
+        .collect();
+
+    let actor_system = ActorSystem::start(settings.arbiter_count());
+    let config = Arc::new(EngineConfig {
+        ack: settings.ack,
+        reservation_ttl: settings.reservation_ttl,
+        passivate_after: settings.passivate_after,
+        tick_interval: ACTOR_TICK_INTERVAL,
+        mailbox_capacity: settings.mailbox_capacity,
+        commit_timeout: COMMIT_TIMEOUT,
+    });
+    let registry = Registry::new(
+        store.clone(),
+        ownership,
+        writers.clone(),
+        actor_system.arbiters().to_vec(),
+        config.clone(),
+    );
+    let engine = Arc::new(crate::actors::Engine::new(registry, store.clone(), config));
+    let upkeep = {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                metrics.run_upkeep();
+            }
+        })
+    };
+
+    let state = AppState {
+        engine,
+        auth: Arc::new(Auth::new(settings.jwt_secret())),
+        settings: Arc::new(settings.clone()),
+        metrics,
+    };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        database = %redact(&settings.database_url),
+        shards = shard_count,
+        ack = ?settings.ack,
+        "flashstock serving"
+    );
+    // Tests and scripts wait for this line to know the port.
+    println!("flashstock listening on http://{address}");
+
+    axum::serve(listener, crate::http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+
+    tracing::info!("shutting down: flushing write-behind queues");
+    for writer in &writers {
+        writer.close();
+    }
+    for task in writer_tasks {
+        let _ = task.await;
+    }
+    upkeep.abort();
+    actor_system.stop();
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!("signal received: no longer accepting connections");
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("mysql://u:secret@127.0.0.1:3306/db"),
+            "mysql://u:***@127.0.0.1:3306/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://flashstock.db"),
+            "sqlite://flashstock.db"
+        );
+    }
+}

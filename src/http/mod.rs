@@ -1,0 +1,57 @@
+//! The HTTP API of API.md on axum: routes, authentication, extractors with
+//! problem+json rejections, and the mapping of every error to one `ApiError`.
+//! Handlers authenticate, parse into domain types, call the `Engine` and map the
+//! reply; no business rule lives here.
+
+mod auth;
+mod campaigns;
+mod error;
+mod extract;
+mod ops;
+mod orders;
+mod products;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use auth::{Auth, Caller, Claims};
+pub use error::ApiError;
+
+use crate::actors::Engine;
+use crate::config::Settings;
+
+/// Request bodies larger than this are refused with 413 (API.md).
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub auth: Arc<Auth>,
+    pub settings: Arc<Settings>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/products", post(products::create).get(products::list))
+        .route("/v1/products/{id}", get(products::get))
+        .route("/v1/orders", post(orders::create).get(orders::list))
+        .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/campaigns", post(campaigns::create))
+        .route("/v1/campaigns/{id}", get(campaigns::get))
+        .route("/v1/campaigns/{id}/coupons", post(campaigns::issue))
+        .route("/v1/coupons", get(campaigns::list_coupons))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(ops::track))
+        .with_state(state)
+}

@@ -1,0 +1,133 @@
+//! The JSON shapes the API sends (API.md): one struct per resource, built from
+//! domain types.
+
+use serde::Serialize;
+
+use crate::domain::{CampaignInfo, CampaignStock, Coupon, Order, ProductInfo, ProductStock};
+
+#[derive(Debug, Serialize)]
+pub struct ProductBody {
+    pub id: u64,
+    pub name: String,
+    pub price: u64,
+    pub total_stock: u64,
+    pub stock_available: u64,
+    pub stock_reserved: u64,
+    pub sold: u64,
+    pub written_off: u64,
+    pub per_user_limit: Option<u64>,
+    pub sale_starts_at: Option<String>,
+    pub sale_ends_at: Option<String>,
+    pub views: u64,
+    pub created_at: String,
+}
+
+impl From<(ProductInfo, ProductStock)> for ProductBody {
+    fn from((info, stock): (ProductInfo, ProductStock)) -> Self {
+        ProductBody {
+            id: info.id.0,
+            name: info.name,
+            price: info.price,
+            total_stock: stock.total,
+            stock_available: stock.available,
+            stock_reserved: stock.reserved,
+            sold: stock.sold,
+            written_off: stock.written_off,
+            per_user_limit: info.per_user_limit,
+            sale_starts_at: info.sale_starts_at.map(|t| t.to_rfc3339()),
+            sale_ends_at: info.sale_ends_at.map(|t| t.to_rfc3339()),
+            views: info.views,
+            created_at: info.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderBody {
+    pub id: String,
+    pub user_id: String,
+    pub product_id: u64,
+    pub quantity: u64,
+    pub unit_price: u64,
+    pub amount: u64,
+    pub status: &'static str,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+}
+
+impl From<Order> for OrderBody {
+    fn from(order: Order) -> Self {
+        OrderBody {
+            id: order.id.to_string(),
+            user_id: order.user_id.to_string(),
+            product_id: order.product_id.0,
+            quantity: order.quantity,
+            unit_price: order.unit_price,
+            amount: order.amount(),
+            status: order.status.as_str(),
+            created_at: order.created_at.to_rfc3339(),
+            updated_at: order.updated_at.to_rfc3339(),
+            expires_at: order.expires_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiscountBody {
+    pub kind: &'static str,
+    pub value: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CampaignBody {
+    pub id: u64,
+    pub name: String,
+    pub quantity: u64,
+    pub issued: u64,
+    pub remaining: u64,
+    pub per_user_limit: u64,
+    pub discount: DiscountBody,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<(CampaignInfo, CampaignStock)> for CampaignBody {
+    fn from((info, stock): (CampaignInfo, CampaignStock)) -> Self {
+        CampaignBody {
+            id: info.id.0,
+            name: info.name,
+            quantity: stock.quantity,
+            issued: stock.issued,
+            remaining: stock.remaining(),
+            per_user_limit: info.per_user_limit,
+            discount: DiscountBody {
+                kind: info.discount.kind(),
+                value: info.discount.value(),
+            },
+            starts_at: info.starts_at.map(|t| t.to_rfc3339()),
+            ends_at: info.ends_at.map(|t| t.to_rfc3339()),
+            created_at: info.created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CouponBody {
+    pub id: String,
+    pub campaign_id: u64,
+    pub user_id: String,
+    pub issued_at: String,
+}
+
+impl From<Coupon> for CouponBody {
+    fn from(coupon: Coupon) -> Self {
+        CouponBody {
+            id: coupon.id.to_string(),
+            campaign_id: coupon.campaign_id.0,
+            user_id: coupon.user_id.to_string(),
+            issued_at: coupon.issued_at.to_rfc3339(),
+        }
+    }
+}

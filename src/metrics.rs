@@ -1,0 +1,84 @@
+//! The catalogue of metrics: every name the engine records, declared once with its
+//! help text. Counters end in `_total`, durations are histograms in `_seconds`.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS_TOTAL: &str = "flashstock_http_requests_total";
+pub const HTTP_REQUEST_SECONDS: &str = "flashstock_http_request_duration_seconds";
+pub const RESERVATIONS_TOTAL: &str = "flashstock_reservations_total";
+pub const COUPON_ISSUES_TOTAL: &str = "flashstock_coupon_issues_total";
+pub const WRITER_BATCHES_TOTAL: &str = "flashstock_writer_batches_total";
+pub const WRITER_BATCH_ROWS: &str = "flashstock_writer_batch_rows";
+pub const WRITER_FLUSH_SECONDS: &str = "flashstock_writer_flush_duration_seconds";
+pub const WRITER_QUEUE_ROWS: &str = "flashstock_writer_queue_rows";
+pub const RESERVATIONS_EXPIRED_TOTAL: &str = "flashstock_reservations_expired_total";
+pub const ACTIVE_ACTORS: &str = "flashstock_active_actors";
+pub const ACTIVATIONS_TOTAL: &str = "flashstock_actor_activations_total";
+
+/// Latency buckets from 100 us to 10 s: flash-sale replies live in the low
+/// milliseconds, database stalls in seconds.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+const ROWS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and describes every metric.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_rows".into()), ROWS_BUCKETS)
+                })
+                .expect("bucket lists are not empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed once per process");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests by route, method and status."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency by route, method and status."
+    );
+    describe_counter!(
+        RESERVATIONS_TOTAL,
+        "Order requests decided by product actors, by result (placed or a refusal code)."
+    );
+    describe_counter!(
+        COUPON_ISSUES_TOTAL,
+        "Coupon requests decided by campaign actors, by result (issued or a refusal code)."
+    );
+    describe_counter!(WRITER_BATCHES_TOTAL, "Write-behind batches by result.");
+    describe_histogram!(
+        WRITER_BATCH_ROWS,
+        "Mutations per committed write-behind batch."
+    );
+    describe_histogram!(
+        WRITER_FLUSH_SECONDS,
+        Unit::Seconds,
+        "Time to commit one write-behind batch."
+    );
+    describe_counter!(
+        RESERVATIONS_EXPIRED_TOTAL,
+        "Unpaid reservations expired and returned to available stock."
+    );
+    describe_gauge!(WRITER_QUEUE_ROWS, "Mutations queued in a shard's writer.");
+    describe_gauge!(ACTIVE_ACTORS, "Running item actors by kind.");
+    describe_counter!(ACTIVATIONS_TOTAL, "Item actor activations by kind.");
+}

@@ -1,0 +1,764 @@
+//! The two `Store` implementations. Their SQL is the same text for SQLite and
+//! MariaDB (both take `?` placeholders and `INSERT ... RETURNING`), so one macro
+//! writes both impls over their concrete sqlx types; only connecting and the
+//! migrations differ.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+
+use super::{
+    Backend, CampaignLoad, CommitError, KeyRecord, LoadedKey, Mutation, NewCampaign, NewProduct,
+    ProductLoad, Result, SharedStore, Store, StoreError,
+};
+use crate::domain::{
+    CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, Discount, IdempotencyKey, Order,
+    OrderId, OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, UnixMillis, UserId,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
+
+/// Rows per multi-row INSERT: well under both databases' placeholder limits
+/// (SQLite 32,766; MySQL 65,535) at 9 columns.
+const INSERT_ROWS_MAX: usize = 1_000;
+
+/// How long a connection waits for a locked SQLite database before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the database at `url` (`sqlite://...` or `mysql://...`) with at most
+/// `connections_max` pooled connections.
+pub async fn connect(url: &str, connections_max: u32) -> Result<SharedStore> {
+    if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections_max)
+            .connect_with(options)
+            .await?;
+        Ok(Arc::new(SqliteStore { pool }))
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let url = url.replacen("mariadb:", "mysql:", 1);
+        let options = MySqlConnectOptions::from_str(&url)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(connections_max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Arc::new(MySqlStore { pool }))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+macro_rules! product_columns {
+    () => {
+        "id, name, price, total_stock, stock_available, stock_reserved, sold, written_off, \
+         per_user_limit, sale_starts_at, sale_ends_at, views, created_at"
+    };
+}
+
+macro_rules! order_columns {
+    () => {
+        "id, user_id, product_id, quantity, unit_price, status, created_at, updated_at, expires_at"
+    };
+}
+
+macro_rules! campaign_columns {
+    () => {
+        "id, name, quantity, issued, per_user_limit, discount_kind, discount_value, \
+         starts_at, ends_at, created_at"
+    };
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn millis(value: Option<i64>) -> Option<UnixMillis> {
+    value.map(UnixMillis)
+}
+
+fn user_id(text: &str) -> Result<UserId> {
+    UserId::parse(text).map_err(corrupt)
+}
+
+fn refusal(code: &str) -> Result<Refusal> {
+    Refusal::from_code(code).ok_or_else(|| corrupt(format!("unknown refusal {code:?}")))
+}
+
+/// The outcome stored beside a key: a result id or a refusal code.
+fn key_outcome<T>(result: Option<T>, refusal_code: Option<String>) -> Result<Result<T, Refusal>> {
+    match (result, refusal_code) {
+        (Some(made), None) => Ok(Ok(made)),
+        (None, Some(code)) => Ok(Err(refusal(&code)?)),
+        _ => Err(corrupt("idempotency key with neither result nor refusal")),
+    }
+}
+
+/// Latest counts per product and campaign in a batch, with views summed.
+#[derive(Default)]
+struct Counts {
+    products: HashMap<ProductId, (ProductStock, u64)>,
+    campaigns: HashMap<CampaignId, u64>,
+}
+
+/// A batch sorted by statement: inserts (with later status changes of the same
+/// orders folded in), then updates, then counts.
+struct Sorted<'a> {
+    orders: Vec<Order>,
+    updates: Vec<(OrderId, OrderStatus, UnixMillis)>,
+    coupons: Vec<&'a Coupon>,
+    keys: Vec<&'a KeyRecord>,
+    counts: Counts,
+}
+
+fn sort_batch(mutations: &[Mutation]) -> Sorted<'_> {
+    let mut sorted = Sorted {
+        orders: Vec::new(),
+        updates: Vec::new(),
+        coupons: Vec::new(),
+        keys: Vec::new(),
+        counts: Counts::default(),
+    };
+    let mut placed_at: HashMap<OrderId, usize> = HashMap::new();
+    for mutation in mutations {
+        match mutation {
+            Mutation::OrderPlaced(order) => {
+                placed_at.insert(order.id, sorted.orders.len());
+                sorted.orders.push(order.clone());
+            }
+            Mutation::OrderUpdated {
+                id,
+                status,
+                updated_at,
+            } => match placed_at.get(id) {
+                Some(&i) => {
+                    sorted.orders[i].status = *status;
+                    sorted.orders[i].updated_at = *updated_at;
+                }
+                None => sorted.updates.push((*id, *status, *updated_at)),
+            },
+            Mutation::ProductCounts {
+                id,
+                stock,
+                views_delta,
+            } => {
+                let entry = sorted.counts.products.entry(*id).or_insert((*stock, 0));
+                entry.0 = *stock;
+                entry.1 += views_delta;
+            }
+            Mutation::CouponIssued(coupon) => sorted.coupons.push(coupon),
+            Mutation::CampaignCounts { id, issued } => {
+                sorted.counts.campaigns.insert(*id, *issued);
+            }
+            Mutation::KeyRecorded(record) => sorted.keys.push(record),
+        }
+    }
+    sorted
+}
+
+macro_rules! impl_store {
+    ($store:ident, $db:ty, $row:ty, $backend:expr, $migrations:expr) => {
+        impl $store {
+            fn product_from_row(row: &$row) -> Result<(ProductInfo, ProductStock)> {
+                let info = ProductInfo {
+                    id: ProductId(row.try_get::<i64, _>("id")? as u64),
+                    name: row.try_get("name")?,
+                    price: row.try_get::<i64, _>("price")? as u64,
+                    per_user_limit: row
+                        .try_get::<Option<i64>, _>("per_user_limit")?
+                        .map(|v| v as u64),
+                    sale_starts_at: millis(row.try_get("sale_starts_at")?),
+                    sale_ends_at: millis(row.try_get("sale_ends_at")?),
+                    views: row.try_get::<i64, _>("views")? as u64,
+                    created_at: UnixMillis(row.try_get("created_at")?),
+                };
+                let stock = ProductStock {
+                    total: row.try_get::<i64, _>("total_stock")? as u64,
+                    available: row.try_get::<i64, _>("stock_available")? as u64,
+                    reserved: row.try_get::<i64, _>("stock_reserved")? as u64,
+                    sold: row.try_get::<i64, _>("sold")? as u64,
+                    written_off: row.try_get::<i64, _>("written_off")? as u64,
+                };
+                Ok((info, stock))
+            }
+
+            fn order_from_row(row: &$row) -> Result<Order> {
+                let id: String = row.try_get("id")?;
+                let status: String = row.try_get("status")?;
+                Ok(Order {
+                    id: id.parse().map_err(corrupt)?,
+                    user_id: user_id(row.try_get("user_id")?)?,
+                    product_id: ProductId(row.try_get::<i64, _>("product_id")? as u64),
+                    quantity: row.try_get::<i64, _>("quantity")? as u64,
+                    unit_price: row.try_get::<i64, _>("unit_price")? as u64,
+                    status: OrderStatus::parse(&status)
+                        .ok_or_else(|| corrupt(format!("unknown order status {status:?}")))?,
+                    created_at: UnixMillis(row.try_get("created_at")?),
+                    updated_at: UnixMillis(row.try_get("updated_at")?),
+                    expires_at: UnixMillis(row.try_get("expires_at")?),
+                })
+            }
+
+            fn campaign_from_row(row: &$row) -> Result<(CampaignInfo, CampaignStock)> {
+                let kind: String = row.try_get("discount_kind")?;
+                let value = row.try_get::<i64, _>("discount_value")? as u64;
+                let info = CampaignInfo {
+                    id: CampaignId(row.try_get::<i64, _>("id")? as u64),
+                    name: row.try_get("name")?,
+                    per_user_limit: row.try_get::<i64, _>("per_user_limit")? as u64,
+                    discount: Discount::from_parts(&kind, value)
+                        .ok_or_else(|| corrupt(format!("bad discount {kind} {value}")))?,
+                    starts_at: millis(row.try_get("starts_at")?),
+                    ends_at: millis(row.try_get("ends_at")?),
+                    created_at: UnixMillis(row.try_get("created_at")?),
+                };
+                let stock = CampaignStock {
+                    quantity: row.try_get::<i64, _>("quantity")? as u64,
+                    issued: row.try_get::<i64, _>("issued")? as u64,
+                };
+                Ok((info, stock))
+            }
+
+            fn coupon_from_row(row: &$row) -> Result<Coupon> {
+                let id: String = row.try_get("id")?;
+                Ok(Coupon {
+                    id: id.parse().map_err(corrupt)?,
+                    campaign_id: CampaignId(row.try_get::<i64, _>("campaign_id")? as u64),
+                    user_id: user_id(row.try_get("user_id")?)?,
+                    issued_at: UnixMillis(row.try_get("issued_at")?),
+                })
+            }
+
+            fn key_parts(row: &$row) -> Result<(UserId, IdempotencyKey, u64, UnixMillis)> {
+                let key: String = row.try_get("idem_key")?;
+                Ok((
+                    user_id(row.try_get("user_id")?)?,
+                    IdempotencyKey::parse(&key).map_err(corrupt)?,
+                    row.try_get::<i64, _>("fingerprint")? as u64,
+                    UnixMillis(row.try_get("created_at")?),
+                ))
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                $migrations.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn shard_count(&self, if_new: u32) -> Result<u32> {
+                assert!(if_new > 0);
+                // Two nodes may start on a fresh database at once: one insert wins,
+                // the other reads what it wrote.
+                for _ in 0..3 {
+                    let stored = sqlx::query("SELECT value FROM meta WHERE name = 'shards'")
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    if let Some(row) = stored {
+                        let count: i64 = row.try_get("value")?;
+                        return u32::try_from(count)
+                            .ok()
+                            .filter(|c| *c > 0)
+                            .ok_or_else(|| corrupt(format!("shard count {count}")));
+                    }
+                    let mut tx = self.pool.begin().await?;
+                    let created = sqlx::query("INSERT INTO meta (name, value) VALUES ('shards', ?)")
+                        .bind(i64::from(if_new))
+                        .execute(&mut *tx)
+                        .await;
+                    if created.is_err() {
+                        continue;
+                    }
+                    let shards: Vec<u32> = (0..if_new).collect();
+                    for chunk in shards.chunks(INSERT_ROWS_MAX) {
+                        let mut insert = QueryBuilder::<$db>::new(
+                            "INSERT INTO shard_epochs (shard, epoch, batches) ",
+                        );
+                        insert.push_values(chunk, |mut row, shard| {
+                            row.push_bind(i64::from(*shard))
+                                .push_bind(0i64)
+                                .push_bind(0i64);
+                        });
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(if_new);
+                }
+                Err(corrupt("the shard count could be neither read nor created"))
+            }
+
+            async fn acquire_shards(&self, shards: &[u32], node: &str) -> Result<Vec<u64>> {
+                let mut tx = self.pool.begin().await?;
+                let mut epochs = Vec::with_capacity(shards.len());
+                for shard in shards {
+                    sqlx::query(
+                        "UPDATE shard_epochs SET epoch = epoch + 1, owner = ? WHERE shard = ?",
+                    )
+                    .bind(node)
+                    .bind(i64::from(*shard))
+                    .execute(&mut *tx)
+                    .await?;
+                    let row = sqlx::query("SELECT epoch FROM shard_epochs WHERE shard = ?")
+                        .bind(i64::from(*shard))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| corrupt(format!("shard {shard} has no epoch row")))?;
+                    epochs.push(row.try_get::<i64, _>("epoch")? as u64);
+                }
+                tx.commit().await?;
+                Ok(epochs)
+            }
+
+            async fn insert_product(
+                &self,
+                new: &NewProduct,
+            ) -> Result<(ProductInfo, ProductStock)> {
+                let row = sqlx::query(
+                    "INSERT INTO products (name, price, total_stock, stock_available, \
+                     stock_reserved, sold, written_off, per_user_limit, sale_starts_at, \
+                     sale_ends_at, views, created_at) \
+                     VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, 0, ?) RETURNING id",
+                )
+                .bind(new.name.as_str())
+                .bind(new.price as i64)
+                .bind(new.stock as i64)
+                .bind(new.stock as i64)
+                .bind(new.per_user_limit.map(|v| v as i64))
+                .bind(new.sale_starts_at.map(|t| t.0))
+                .bind(new.sale_ends_at.map(|t| t.0))
+                .bind(new.created_at.0)
+                .fetch_one(&self.pool)
+                .await?;
+                let info = ProductInfo {
+                    id: ProductId(row.try_get::<i64, _>("id")? as u64),
+                    name: new.name.clone(),
+                    price: new.price,
+                    per_user_limit: new.per_user_limit,
+                    sale_starts_at: new.sale_starts_at,
+                    sale_ends_at: new.sale_ends_at,
+                    views: 0,
+                    created_at: new.created_at,
+                };
+                Ok((info, ProductStock::new(new.stock)))
+            }
+
+            async fn product(&self, id: ProductId) -> Result<Option<(ProductInfo, ProductStock)>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    product_columns!(),
+                    " FROM products WHERE id = ?"
+                ))
+                .bind(id.0 as i64)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::product_from_row).transpose()
+            }
+
+            async fn products(
+                &self,
+                after: Option<ProductId>,
+                limit: u32,
+            ) -> Result<Vec<(ProductInfo, ProductStock)>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    product_columns!(),
+                    " FROM products WHERE id > ? ORDER BY id LIMIT ?"
+                ))
+                .bind(after.map_or(0, |id| id.0 as i64))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::product_from_row).collect()
+            }
+
+            async fn load_product(
+                &self,
+                id: ProductId,
+                keys_since: UnixMillis,
+            ) -> Result<Option<ProductLoad>> {
+                let Some((info, stock)) = self.product(id).await? else {
+                    return Ok(None);
+                };
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    order_columns!(),
+                    " FROM orders WHERE product_id = ? AND status IN \
+                     ('PENDING_PAYMENT', 'PAID', 'SHIPPED', 'DELIVERED', 'RETURN_REQUESTED')"
+                ))
+                .bind(id.0 as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                let live_orders = rows
+                    .iter()
+                    .map(Self::order_from_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let rows = sqlx::query(
+                    "SELECT k.user_id, k.idem_key, k.fingerprint, k.refusal, k.created_at, \
+                     o.id AS o_id, o.user_id AS o_user_id, o.product_id AS o_product_id, \
+                     o.quantity AS o_quantity, o.unit_price AS o_unit_price, \
+                     o.status AS o_status, o.created_at AS o_created_at, \
+                     o.updated_at AS o_updated_at, o.expires_at AS o_expires_at \
+                     FROM idempotency_keys k LEFT JOIN orders o ON o.id = k.result_id \
+                     WHERE k.item_kind = 'P' AND k.item_id = ? AND k.created_at >= ?",
+                )
+                .bind(id.0 as i64)
+                .bind(keys_since.0)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
+                    let order = match row.try_get::<Option<String>, _>("o_id")? {
+                        None => None,
+                        Some(order_id) => {
+                            let status: String = row.try_get("o_status")?;
+                            Some(Order {
+                                id: order_id.parse().map_err(corrupt)?,
+                                user_id: user_id(row.try_get("o_user_id")?)?,
+                                product_id: ProductId(
+                                    row.try_get::<i64, _>("o_product_id")? as u64
+                                ),
+                                quantity: row.try_get::<i64, _>("o_quantity")? as u64,
+                                unit_price: row.try_get::<i64, _>("o_unit_price")? as u64,
+                                status: OrderStatus::parse(&status)
+                                    .ok_or_else(|| corrupt(format!("status {status:?}")))?,
+                                created_at: UnixMillis(row.try_get("o_created_at")?),
+                                updated_at: UnixMillis(row.try_get("o_updated_at")?),
+                                expires_at: UnixMillis(row.try_get("o_expires_at")?),
+                            })
+                        }
+                    };
+                    let outcome = key_outcome(order, row.try_get("refusal")?)?;
+                    keys.push(LoadedKey {
+                        user,
+                        key,
+                        fingerprint,
+                        outcome,
+                        recorded_at,
+                    });
+                }
+                Ok(Some(ProductLoad {
+                    info,
+                    stock,
+                    live_orders,
+                    keys,
+                }))
+            }
+
+            async fn order(&self, id: OrderId) -> Result<Option<Order>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    order_columns!(),
+                    " FROM orders WHERE id = ?"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::order_from_row).transpose()
+            }
+
+            async fn user_orders(
+                &self,
+                user: &UserId,
+                before: Option<OrderId>,
+                limit: u32,
+            ) -> Result<Vec<Order>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    order_columns!(),
+                    " FROM orders WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                ))
+                .bind(user.as_str())
+                .bind(before.map_or_else(|| "~".to_string(), |id| id.to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::order_from_row).collect()
+            }
+
+            async fn insert_campaign(
+                &self,
+                new: &NewCampaign,
+            ) -> Result<(CampaignInfo, CampaignStock)> {
+                let row = sqlx::query(
+                    "INSERT INTO campaigns (name, quantity, issued, per_user_limit, \
+                     discount_kind, discount_value, starts_at, ends_at, created_at) \
+                     VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(new.name.as_str())
+                .bind(new.quantity as i64)
+                .bind(new.per_user_limit as i64)
+                .bind(new.discount.kind())
+                .bind(new.discount.value() as i64)
+                .bind(new.starts_at.map(|t| t.0))
+                .bind(new.ends_at.map(|t| t.0))
+                .bind(new.created_at.0)
+                .fetch_one(&self.pool)
+                .await?;
+                let info = CampaignInfo {
+                    id: CampaignId(row.try_get::<i64, _>("id")? as u64),
+                    name: new.name.clone(),
+                    per_user_limit: new.per_user_limit,
+                    discount: new.discount,
+                    starts_at: new.starts_at,
+                    ends_at: new.ends_at,
+                    created_at: new.created_at,
+                };
+                let stock = CampaignStock {
+                    quantity: new.quantity,
+                    issued: 0,
+                };
+                Ok((info, stock))
+            }
+
+            async fn campaign(
+                &self,
+                id: CampaignId,
+            ) -> Result<Option<(CampaignInfo, CampaignStock)>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    campaign_columns!(),
+                    " FROM campaigns WHERE id = ?"
+                ))
+                .bind(id.0 as i64)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::campaign_from_row).transpose()
+            }
+
+            async fn load_campaign(
+                &self,
+                id: CampaignId,
+                keys_since: UnixMillis,
+            ) -> Result<Option<CampaignLoad>> {
+                let Some((info, stock)) = self.campaign(id).await? else {
+                    return Ok(None);
+                };
+                let rows = sqlx::query(
+                    "SELECT user_id, COUNT(*) AS issued FROM coupons \
+                     WHERE campaign_id = ? GROUP BY user_id",
+                )
+                .bind(id.0 as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut user_issued = HashMap::with_capacity(rows.len());
+                for row in &rows {
+                    let issued: i64 = row.try_get("issued")?;
+                    user_issued.insert(user_id(row.try_get("user_id")?)?, issued as u64);
+                }
+                let rows = sqlx::query(
+                    "SELECT k.user_id, k.idem_key, k.fingerprint, k.refusal, k.created_at, \
+                     c.id AS c_id, c.issued_at AS c_issued_at \
+                     FROM idempotency_keys k LEFT JOIN coupons c ON c.id = k.result_id \
+                     WHERE k.item_kind = 'C' AND k.item_id = ? AND k.created_at >= ?",
+                )
+                .bind(id.0 as i64)
+                .bind(keys_since.0)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
+                    let coupon = match row.try_get::<Option<String>, _>("c_id")? {
+                        None => None,
+                        Some(coupon_id) => Some(Coupon {
+                            id: coupon_id.parse::<CouponId>().map_err(corrupt)?,
+                            campaign_id: id,
+                            user_id: user.clone(),
+                            issued_at: UnixMillis(row.try_get("c_issued_at")?),
+                        }),
+                    };
+                    let outcome = key_outcome(coupon, row.try_get("refusal")?)?;
+                    keys.push(LoadedKey {
+                        user,
+                        key,
+                        fingerprint,
+                        outcome,
+                        recorded_at,
+                    });
+                }
+                Ok(Some(CampaignLoad {
+                    info,
+                    stock,
+                    user_issued,
+                    keys,
+                }))
+            }
+
+            async fn user_coupons(
+                &self,
+                user: &UserId,
+                before: Option<CouponId>,
+                limit: u32,
+            ) -> Result<Vec<Coupon>> {
+                let rows = sqlx::query(
+                    "SELECT id, campaign_id, user_id, issued_at FROM coupons \
+                     WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                )
+                .bind(user.as_str())
+                .bind(before.map_or_else(|| "~".to_string(), |id| id.to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::coupon_from_row).collect()
+            }
+
+            async fn commit_batch(
+                &self,
+                shard: u32,
+                epoch: u64,
+                mutations: &[Mutation],
+            ) -> Result<(), CommitError> {
+                let batch = sort_batch(mutations);
+                let mut tx = self.pool.begin().await?;
+                // The fence: this takes the shard row's write lock for the whole
+                // transaction, and matches only while our epoch is current.
+                let fence = sqlx::query(
+                    "UPDATE shard_epochs SET batches = batches + 1 WHERE shard = ? AND epoch = ?",
+                )
+                .bind(i64::from(shard))
+                .bind(epoch as i64)
+                .execute(&mut *tx)
+                .await?;
+                if fence.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Err(CommitError::Fenced { shard, epoch });
+                }
+                for chunk in batch.orders.chunks(INSERT_ROWS_MAX) {
+                    let mut insert = QueryBuilder::<$db>::new(concat!(
+                        "INSERT INTO orders (",
+                        order_columns!(),
+                        ") "
+                    ));
+                    insert.push_values(chunk, |mut row, order| {
+                        row.push_bind(order.id.to_string())
+                            .push_bind(order.user_id.as_str().to_string())
+                            .push_bind(order.product_id.0 as i64)
+                            .push_bind(order.quantity as i64)
+                            .push_bind(order.unit_price as i64)
+                            .push_bind(order.status.as_str())
+                            .push_bind(order.created_at.0)
+                            .push_bind(order.updated_at.0)
+                            .push_bind(order.expires_at.0);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for chunk in batch.coupons.chunks(INSERT_ROWS_MAX) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO coupons (id, campaign_id, user_id, issued_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, coupon| {
+                        row.push_bind(coupon.id.to_string())
+                            .push_bind(coupon.campaign_id.0 as i64)
+                            .push_bind(coupon.user_id.as_str().to_string())
+                            .push_bind(coupon.issued_at.0);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for chunk in batch.keys.chunks(INSERT_ROWS_MAX) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO idempotency_keys (item_kind, item_id, user_id, idem_key, \
+                         fingerprint, result_id, refusal, created_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, record| {
+                        let (result_id, refusal) = match &record.outcome {
+                            Ok(id) => (Some(id.clone()), None),
+                            Err(refusal) => (None, Some(refusal.code())),
+                        };
+                        row.push_bind(record.item.kind_code())
+                            .push_bind(record.item.raw_id() as i64)
+                            .push_bind(record.user.as_str().to_string())
+                            .push_bind(record.key.as_str().to_string())
+                            .push_bind(record.fingerprint as i64)
+                            .push_bind(result_id)
+                            .push_bind(refusal)
+                            .push_bind(record.recorded_at.0);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for (id, status, updated_at) in &batch.updates {
+                    sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
+                        .bind(status.as_str())
+                        .bind(updated_at.0)
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (id, (stock, views_delta)) in &batch.counts.products {
+                    stock.check();
+                    sqlx::query(
+                        "UPDATE products SET total_stock = ?, stock_available = ?, \
+                         stock_reserved = ?, sold = ?, written_off = ?, views = views + ? \
+                         WHERE id = ?",
+                    )
+                    .bind(stock.total as i64)
+                    .bind(stock.available as i64)
+                    .bind(stock.reserved as i64)
+                    .bind(stock.sold as i64)
+                    .bind(stock.written_off as i64)
+                    .bind(*views_delta as i64)
+                    .bind(id.0 as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (id, issued) in &batch.counts.campaigns {
+                    sqlx::query("UPDATE campaigns SET issued = ? WHERE id = ?")
+                        .bind(*issued as i64)
+                        .bind(id.0 as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+impl_store!(
+    SqliteStore,
+    Sqlite,
+    SqliteRow,
+    Backend::Sqlite,
+    SQLITE_MIGRATIONS
+);
+impl_store!(
+    MySqlStore,
+    MySql,
+    MySqlRow,
+    Backend::MySql,
+    MYSQL_MIGRATIONS
+);
