@@ -1,7 +1,6 @@
 //! Wiring: opens the store, fences the shards this node owns, starts a writer per
-//! shard and the actor system, serves HTTP, and on SIGTERM/SIGINT shuts down in
-//! order: stop accepting, finish in-flight requests, flush every writer, stop the
-//! actors.
+//! shard and the actor system (`Node`), serves HTTP in front of it, and on
+//! SIGTERM/SIGINT shuts down in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::actors::{ActorSystem, EngineConfig, Registry};
+use crate::actors::{ActorSystem, Engine, EngineConfig, Registry};
 use crate::cluster::{LocalOwnership, Ownership};
 use crate::config::{DEVELOPMENT_JWT_SECRET, Settings};
 use crate::http::{AppState, Auth};
@@ -37,11 +36,93 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, u32
     Ok((store, shards))
 }
 
-/// Serves until SIGTERM or SIGINT, then shuts down cleanly.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    if settings.redis_url.is_some() {
-        anyhow::bail!("cluster mode (redis_url) is not available in this version");
+/// A running node without its HTTP listener: store, fenced shards, writers and
+/// actors. `serve` puts HTTP in front of it; benches drive its `Engine` directly.
+pub struct Node {
+    pub engine: Arc<Engine>,
+    pub store: SharedStore,
+    writers: Vec<Arc<ShardWriter>>,
+    writer_tasks: Vec<JoinHandle<()>>,
+    actor_system: ActorSystem,
+}
+
+impl Node {
+    pub async fn start(settings: &Settings) -> anyhow::Result<Node> {
+        if settings.redis_url.is_some() {
+            anyhow::bail!("cluster mode (redis_url) is not available in this version");
+        }
+        let (store, shard_count) = open_store(settings).await?;
+        let node_id = settings.node_id();
+        let ownership: Arc<dyn Ownership> = Arc::new(LocalOwnership::new(&node_id, shard_count));
+        let shards = ownership.owned_shards();
+        let epochs = store
+            .acquire_shards(&shards, &node_id)
+            .await
+            .context("fencing the shards")?;
+
+        let limits = WriterLimits {
+            batch_rows_max: settings.batch_rows_max as usize,
+            queue_rows_max: (settings.queue_rows_max as usize)
+                .max(settings.batch_rows_max as usize),
+        };
+        let writers: Vec<Arc<ShardWriter>> = shards
+            .iter()
+            .zip(&epochs)
+            .map(|(shard, epoch)| ShardWriter::new(*shard, *epoch, limits))
+            .collect();
+        let writer_tasks = writers
+            .iter()
+            .map(|w| tokio::spawn(w.clone().run(store.clone(), node_id.clone())))
+            .collect();
+
+        let actor_system = ActorSystem::start(settings.arbiter_count());
+        let config = Arc::new(EngineConfig {
+            ack: settings.ack,
+            reservation_ttl: settings.reservation_ttl,
+            passivate_after: settings.passivate_after,
+            tick_interval: ACTOR_TICK_INTERVAL,
+            mailbox_capacity: settings.mailbox_capacity,
+            commit_timeout: COMMIT_TIMEOUT,
+        });
+        let registry = Registry::new(
+            store.clone(),
+            ownership,
+            writers.clone(),
+            actor_system.arbiters().to_vec(),
+            config.clone(),
+        );
+        let engine = Arc::new(Engine::new(registry, store.clone(), config));
+        tracing::info!(
+            database = %redact(&settings.database_url),
+            shards = shard_count,
+            ack = ?settings.ack,
+            "node started"
+        );
+        Ok(Node {
+            engine,
+            store,
+            writers,
+            writer_tasks,
+            actor_system,
+        })
     }
+
+    /// Commits everything queued, then stops the writers and the actors.
+    pub async fn shutdown(self) {
+        tracing::info!("flushing write-behind queues");
+        for writer in &self.writers {
+            writer.close();
+        }
+        for task in self.writer_tasks {
+            let _ = task.await;
+        }
+        self.actor_system.stop();
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down cleanly: stop accepting,
+/// finish in-flight requests, flush every writer, stop the actors.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.jwt_secret.is_none() {
         tracing::warn!(
             "no jwt_secret configured: using the development secret {DEVELOPMENT_JWT_SECRET:?}; \
@@ -49,46 +130,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let metrics = crate::metrics::install();
-    let (store, shard_count) = open_store(&settings).await?;
-    let node_id = settings.node_id();
-    let ownership: Arc<dyn Ownership> = Arc::new(LocalOwnership::new(&node_id, shard_count));
-    let shards = ownership.owned_shards();
-    let epochs = store
-        .acquire_shards(&shards, &node_id)
-        .await
-        .context("fencing the shards")?;
-
-    let limits = WriterLimits {
-        batch_rows_max: settings.batch_rows_max as usize,
-        queue_rows_max: (settings.queue_rows_max as usize).max(settings.batch_rows_max as usize),
-    };
-    let writers: Vec<Arc<ShardWriter>> = shards
-        .iter()
-        .zip(&epochs)
-        .map(|(shard, epoch)| ShardWriter::new(*shard, *epoch, limits))
-        .collect();
-    let writer_tasks: Vec<JoinHandle<()>> = writers
-        .iter()
-        .map(|w| tokio::spawn(w.clone().run(store.clone(), node_id.clone())))
-        .collect();
-
-    let actor_system = ActorSystem::start(settings.arbiter_count());
-    let config = Arc::new(EngineConfig {
-        ack: settings.ack,
-        reservation_ttl: settings.reservation_ttl,
-        passivate_after: settings.passivate_after,
-        tick_interval: ACTOR_TICK_INTERVAL,
-        mailbox_capacity: settings.mailbox_capacity,
-        commit_timeout: COMMIT_TIMEOUT,
-    });
-    let registry = Registry::new(
-        store.clone(),
-        ownership,
-        writers.clone(),
-        actor_system.arbiters().to_vec(),
-        config.clone(),
-    );
-    let engine = Arc::new(crate::actors::Engine::new(registry, store.clone(), config));
+    let node = Node::start(&settings).await?;
     let upkeep = {
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -98,9 +140,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         })
     };
-
     let state = AppState {
-        engine,
+        engine: node.engine.clone(),
         auth: Arc::new(Auth::new(settings.jwt_secret())),
         settings: Arc::new(settings.clone()),
         metrics,
@@ -109,13 +150,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(
-        %address,
-        database = %redact(&settings.database_url),
-        shards = shard_count,
-        ack = ?settings.ack,
-        "flashstock serving"
-    );
+    tracing::info!(%address, "flashstock serving");
     // Tests and scripts wait for this line to know the port.
     println!("flashstock listening on http://{address}");
 
@@ -124,15 +159,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
 
-    tracing::info!("shutting down: flushing write-behind queues");
-    for writer in &writers {
-        writer.close();
-    }
-    for task in writer_tasks {
-        let _ = task.await;
-    }
+    node.shutdown().await;
     upkeep.abort();
-    actor_system.stop();
     tracing::info!("shut down cleanly");
     Ok(())
 }

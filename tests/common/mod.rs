@@ -38,11 +38,11 @@ macro_rules! on_both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$body(crate::common::Backend::Sqlite).await
+                super::$body($crate::common::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn mariadb() {
-                super::$body(crate::common::Backend::MySql).await
+                super::$body($crate::common::Backend::MySql).await
             }
         }
     )*};
