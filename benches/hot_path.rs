@@ -85,7 +85,12 @@ async fn mysql_database() -> Option<String> {
 }
 
 /// Places `count` orders with `CONCURRENCY` callers; returns the elapsed time.
-async fn place(engine: Arc<Engine>, product: ProductId, buyers: Arc<Vec<UserId>>, count: u64) -> Duration {
+async fn place(
+    engine: Arc<Engine>,
+    product: ProductId,
+    buyers: Arc<Vec<UserId>>,
+    count: u64,
+) -> Duration {
     let quantity = Quantity::new(1, 10).unwrap();
     let started = Instant::now();
     let per_caller = count.div_ceil(CONCURRENCY as u64);
@@ -98,7 +103,10 @@ async fn place(engine: Arc<Engine>, product: ProductId, buyers: Arc<Vec<UserId>>
                     // A full write-behind queue answers 503: back off and retry, as a
                     // client honouring Retry-After would (only `memory` outruns it).
                     loop {
-                        match engine.place_order(product, buyer.clone(), quantity, None).await {
+                        match engine
+                            .place_order(product, buyer.clone(), quantity, None)
+                            .await
+                        {
                             Ok(_) => break,
                             Err(EngineError::Unavailable(_)) => {
                                 tokio::time::sleep(Duration::from_millis(1)).await
@@ -149,7 +157,12 @@ fn hot_product(c: &mut Criterion) {
     for target in &targets {
         group.bench_function(&target.name, |b| {
             b.to_async(&runtime).iter_custom(|iters| {
-                place(target.node.engine.clone(), target.product, buyers.clone(), iters)
+                place(
+                    target.node.engine.clone(),
+                    target.product,
+                    buyers.clone(),
+                    iters,
+                )
             });
         });
     }
