@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Backend, Server, TestDb, token, user_token};
 use reqwest::StatusCode;
+use serde_json::json;
 
 /// Order requests at most in the load before the kill (bounded, as every load
 /// here); the kill comes after `ACKS_BEFORE_KILL` acknowledgements.
@@ -220,7 +221,52 @@ async fn sigterm_flushes_memory_acks(backend: Backend) {
     assert_eq!(probe.assert_consistent(product).await.available, 3_000);
 }
 
+async fn a_fenced_writer_writes_nothing_and_reloads(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let product = server.create_product(10, Some(1)).await;
+    let (status, _) = server.order(&user_token(1), product, 1, None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let probe = db.probe().await;
+    // Another owner takes the shards: our next batch must not commit.
+    probe.bump_epochs().await;
+    let (status, body) = server.order(&user_token(2), product, 1, Some("k2")).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("unavailable"))
+    );
+    assert_eq!(
+        probe.orders(product).await.len(),
+        1,
+        "a fenced batch was written"
+    );
+    // The writer takes a new epoch and the actor reloads from the database: the
+    // refused order left no trace in memory either.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let reply = server.order(&user_token(2), product, 1, Some("k2")).await;
+        if reply.0 != StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let live = server.product(product).await;
+    assert_eq!(
+        (
+            live["stock_reserved"].as_u64(),
+            live["stock_available"].as_u64()
+        ),
+        (Some(2), Some(8))
+    );
+    let counts = probe.assert_consistent(product).await;
+    assert_eq!(counts.reserved, 2);
+}
+
 on_both_backends! {
+    fenced_writer => a_fenced_writer_writes_nothing_and_reloads,
     sigkill_under_load => sigkill_under_load_loses_no_acknowledged_order,
     restart_continues => restart_continues_where_it_stopped,
     sigterm_flushes => sigterm_flushes_memory_acks,
