@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::actors::{ActorSystem, Engine, EngineConfig, Registry};
 use crate::cluster::{LocalOwnership, Ownership};
 use crate::config::{DEVELOPMENT_JWT_SECRET, Settings};
+use crate::domain::Timing;
 use crate::http::{AppState, Auth};
 use crate::persistence::writer::{ShardWriter, WriterLimits};
 use crate::persistence::{self, SharedStore};
@@ -21,6 +22,9 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often actors run their periodic checks (expiry, idleness).
 const ACTOR_TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the node looks for passivated products with orders falling due.
+const TIMER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Opens the database and runs pending migrations; returns the store and the
 /// shard count stored in it.
@@ -41,6 +45,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, u32
 pub struct Node {
     pub engine: Arc<Engine>,
     pub store: SharedStore,
+    sweeper: JoinHandle<()>,
     writers: Vec<Arc<ShardWriter>>,
     writer_tasks: Vec<JoinHandle<()>>,
     actor_system: ActorSystem,
@@ -78,7 +83,11 @@ impl Node {
         let actor_system = ActorSystem::start(settings.arbiter_count());
         let config = Arc::new(EngineConfig {
             ack: settings.ack,
-            reservation_ttl: settings.reservation_ttl,
+            timing: Timing {
+                reservation_ttl: settings.reservation_ttl,
+                shipping_delay: settings.shipping_delay,
+                delivery_delay: settings.delivery_delay,
+            },
             passivate_after: settings.passivate_after,
             tick_interval: ACTOR_TICK_INTERVAL,
             mailbox_capacity: settings.mailbox_capacity,
@@ -91,7 +100,13 @@ impl Node {
             actor_system.arbiters().to_vec(),
             config.clone(),
         );
-        let engine = Arc::new(Engine::new(registry, store.clone(), config));
+        let sweeper = tokio::spawn(registry.clone().sweep_timers(TIMER_SWEEP_INTERVAL));
+        let engine = Arc::new(Engine::new(
+            registry,
+            store.clone(),
+            config,
+            settings.payment_success_rate,
+        ));
         tracing::info!(
             database = %redact(&settings.database_url),
             shards = shard_count,
@@ -100,6 +115,7 @@ impl Node {
         );
         Ok(Node {
             engine,
+            sweeper,
             store,
             writers,
             writer_tasks,
@@ -110,6 +126,7 @@ impl Node {
     /// Commits everything queued, then stops the writers and the actors.
     pub async fn shutdown(self) {
         tracing::info!("flushing write-behind queues");
+        self.sweeper.abort();
         for writer in &self.writers {
             writer.close();
         }

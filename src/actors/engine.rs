@@ -8,11 +8,12 @@ use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Message};
 
 use super::campaign::{GetCampaign, IssueCoupon};
-use super::product::{Decided, GetProduct, PlaceOrder};
+use super::product::{AdjustStock, ChangeOrder, Decided, GetProduct, PlaceOrder, UpdateProduct};
 use super::{AckMode, EngineConfig, EngineError, NotDecided, Registry};
 use crate::domain::{
-    CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, IdempotencyKey, Order, OrderId,
-    ProductId, ProductInfo, ProductStock, Quantity, Refusal, UserId,
+    CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, IdempotencyKey, Order, OrderEvent,
+    OrderId, OrderStatus, ProductId, ProductInfo, ProductPatch, ProductStock, Quantity, Refusal,
+    UserId,
 };
 use crate::persistence::writer::Ticket;
 use crate::persistence::{NewCampaign, NewProduct, SharedStore};
@@ -27,14 +28,45 @@ pub struct Engine {
     registry: Arc<Registry>,
     store: SharedStore,
     config: Arc<EngineConfig>,
+    /// The simulated payment gateway's chance of accepting a payment.
+    payment_success_rate: f64,
+}
+
+/// What a caller asks of an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderAction {
+    /// Pay; `succeed` says what the (simulated) gateway answers, or None to let
+    /// it decide with `payment_success_rate`.
+    Pay {
+        succeed: Option<bool>,
+    },
+    Cancel,
+    Return,
+    CompleteReturn {
+        restock: bool,
+    },
+}
+
+/// Who asks: a user, or an administrator (who may act on anyone's order where
+/// the API allows it).
+#[derive(Clone, Debug)]
+pub struct Asker {
+    pub user: UserId,
+    pub admin: bool,
 }
 
 impl Engine {
-    pub fn new(registry: Arc<Registry>, store: SharedStore, config: Arc<EngineConfig>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        store: SharedStore,
+        config: Arc<EngineConfig>,
+        payment_success_rate: f64,
+    ) -> Self {
         Engine {
             registry,
             store,
             config,
+            payment_success_rate,
         }
     }
 
@@ -53,6 +85,68 @@ impl Engine {
     /// A product with live counts from its actor.
     pub async fn product(&self, id: ProductId) -> Result<ProductView, EngineError> {
         ask(|| self.registry.product(id), GetProduct).await
+    }
+
+    pub async fn update_product(
+        &self,
+        id: ProductId,
+        patch: ProductPatch,
+    ) -> Result<ProductView, EngineError> {
+        let decided = ask(|| self.registry.product(id), UpdateProduct(patch)).await?;
+        self.answer(decided).await
+    }
+
+    pub async fn adjust_stock(
+        &self,
+        id: ProductId,
+        delta: i64,
+    ) -> Result<ProductView, EngineError> {
+        let decided = ask(|| self.registry.product(id), AdjustStock { delta }).await?;
+        self.answer(decided).await
+    }
+
+    /// Moves an order for `asker`. The stored order names the product (and so
+    /// the actor); its owner is checked here and again by the actor.
+    pub async fn change_order(
+        &self,
+        id: OrderId,
+        asker: &Asker,
+        action: OrderAction,
+    ) -> Result<Order, EngineError> {
+        // Paying and returning are the owner's; cancelling is also an
+        // administrator's; completing a return is only an administrator's (the
+        // HTTP layer checks the role).
+        let admin_may = matches!(
+            action,
+            OrderAction::Cancel | OrderAction::CompleteReturn { .. }
+        );
+        let acting_as_admin = asker.admin && admin_may;
+        let viewer = (!acting_as_admin).then_some(&asker.user);
+        let stored = self.order(id, viewer).await?;
+        let event = match action {
+            OrderAction::Pay { succeed } => {
+                if stored.status == OrderStatus::Expired {
+                    return Err(Refusal::OrderExpired.into());
+                }
+                let succeed =
+                    succeed.unwrap_or_else(|| rand::random::<f64>() < self.payment_success_rate);
+                if succeed {
+                    OrderEvent::PaymentSucceeded
+                } else {
+                    OrderEvent::PaymentFailed
+                }
+            }
+            OrderAction::Cancel => OrderEvent::Cancel,
+            OrderAction::Return => OrderEvent::RequestReturn,
+            OrderAction::CompleteReturn { restock } => OrderEvent::CompleteReturn { restock },
+        };
+        let message = ChangeOrder {
+            order: id,
+            user: viewer.cloned(),
+            event,
+        };
+        let decided = ask(|| self.registry.product(stored.product_id), message).await?;
+        self.answer(decided).await
     }
 
     pub async fn products(

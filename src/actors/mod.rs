@@ -14,12 +14,12 @@ mod system;
 use std::time::Duration;
 
 pub use campaign::CampaignActor;
-pub use engine::{CampaignView, Engine, ProductView};
+pub use engine::{Asker, CampaignView, Engine, OrderAction, ProductView};
 pub use product::ProductActor;
 pub use registry::Registry;
 pub use system::ActorSystem;
 
-use crate::domain::Refusal;
+use crate::domain::{Refusal, Timing};
 use crate::persistence::StoreError;
 
 /// When a client is answered.
@@ -37,7 +37,8 @@ pub enum AckMode {
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub ack: AckMode,
-    pub reservation_ttl: Duration,
+    /// Reservation lifetime and the delays of automatic shipping and delivery.
+    pub timing: Timing,
     /// An actor with nothing pending stops after this long without messages.
     pub passivate_after: Duration,
     /// How often an actor expires reservations, flushes views and checks idleness.

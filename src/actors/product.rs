@@ -3,6 +3,10 @@
 //! current), calls one `ProductBook` method, submits the resulting mutations to
 //! the shard writer and replies with the outcome and the ticket of its batch.
 //! It never waits for the database; whoever must answer durably awaits the ticket.
+//!
+//! A periodic tick applies due automatic transitions (expiry of unpaid
+//! reservations, shipping, delivery), hands counted views to the writer, and
+//! passivates the actor when it is idle with nothing due soon.
 
 use actix::{Actor, AsyncContext, Context, Handler, Message};
 
@@ -10,8 +14,8 @@ use super::NotDecided;
 use super::core::ItemCore;
 use crate::domain::idempotency::{Decision, IDEMPOTENCY_RETENTION};
 use crate::domain::{
-    IdempotencyKey, ItemKey, Order, OrderId, ProductBook, ProductInfo, ProductStock, Quantity,
-    Refusal, UnixMillis, UserId,
+    IdempotencyKey, ItemKey, Order, OrderEvent, OrderId, ProductBook, ProductInfo, ProductPatch,
+    ProductStock, Quantity, Refusal, UnixMillis, UserId,
 };
 use crate::metrics as m;
 use crate::persistence::writer::Ticket;
@@ -29,6 +33,15 @@ pub struct Decided<T> {
     pub ticket: Ticket,
 }
 
+impl<T> Decided<T> {
+    fn refused(refusal: Refusal) -> Self {
+        Decided {
+            outcome: Err(refusal),
+            ticket: Ticket::settled(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "Result<Decided<Order>, NotDecided>")]
 pub struct PlaceOrder {
@@ -37,11 +50,32 @@ pub struct PlaceOrder {
     pub key: Option<IdempotencyKey>,
 }
 
+/// Moves an order by `event`; `user`, unless an administrator asks, must own it.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<Decided<Order>, NotDecided>")]
+pub struct ChangeOrder {
+    pub order: OrderId,
+    pub user: Option<UserId>,
+    pub event: OrderEvent,
+}
+
+/// Reads the product with live counts; counts one view.
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "Result<(ProductInfo, ProductStock), NotDecided>")]
 pub struct GetProduct;
 
-/// The periodic check: expiries, key retention, staleness, idleness.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<Decided<(ProductInfo, ProductStock)>, NotDecided>")]
+pub struct UpdateProduct(pub ProductPatch);
+
+/// Adds (`delta > 0`) or removes available units.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<Decided<(ProductInfo, ProductStock)>, NotDecided>")]
+pub struct AdjustStock {
+    pub delta: i64,
+}
+
+/// The periodic check: due transitions, views, key retention, idleness.
 #[derive(Clone, Copy, Debug, Message)]
 #[rtype(result = "()")]
 struct Tick;
@@ -51,31 +85,49 @@ impl ProductActor {
         ProductActor { book, core }
     }
 
-    fn counts(&self) -> Mutation {
+    /// The counts now, carrying the views counted since the last flush.
+    fn counts(&mut self) -> Mutation {
         Mutation::ProductCounts {
             id: self.book.info.id,
             stock: self.book.stock(),
-            views_delta: 0,
+            views_delta: self.book.take_unflushed_views(),
         }
     }
 
-    fn expire_due(&mut self, now: UnixMillis, ctx: &mut Context<Self>) {
-        if self.book.next_expiry().is_none_or(|at| at > now) || self.core.admit(ctx).is_err() {
+    fn view(&self) -> (ProductInfo, ProductStock) {
+        (self.book.info.clone(), self.book.stock())
+    }
+
+    fn advance_due(&mut self, now: UnixMillis, ctx: &mut Context<Self>) {
+        if self.book.next_due().is_none_or(|at| at > now) || self.core.admit(ctx).is_err() {
             return;
         }
-        let expired = self.book.expire_due(now);
-        let mut mutations: Vec<Mutation> = expired
+        let changed = self.book.advance_due(now);
+        let expired = changed
             .iter()
-            .map(|order| Mutation::OrderUpdated {
-                id: order.id,
-                status: order.status,
-                updated_at: order.updated_at,
-            })
-            .collect();
+            .filter(|o| o.status == crate::domain::OrderStatus::Expired)
+            .count();
+        let mut mutations: Vec<Mutation> = changed.iter().map(status_change).collect();
         mutations.push(self.counts());
-        metrics::counter!(m::RESERVATIONS_EXPIRED_TOTAL).increment(expired.len() as u64);
-        // On failure the actor retires and its successor expires them again.
+        metrics::counter!(m::RESERVATIONS_EXPIRED_TOTAL).increment(expired as u64);
+        // On failure the actor retires and its successor applies them again.
         let _ = self.core.submit(mutations, ctx);
+    }
+
+    fn flush_views(&mut self, ctx: &mut Context<Self>) {
+        if self.book.unflushed_views() == 0 || self.core.admit(ctx).is_err() {
+            return;
+        }
+        let counts = self.counts();
+        let _ = self.core.submit(vec![counts], ctx);
+    }
+}
+
+fn status_change(order: &Order) -> Mutation {
+    Mutation::OrderUpdated {
+        id: order.id,
+        status: order.status,
+        updated_at: order.updated_at,
     }
 }
 
@@ -87,6 +139,8 @@ impl Actor for ProductActor {
         ctx.run_interval(self.core.config.tick_interval, |_, ctx| {
             ctx.notify(Tick);
         });
+        // Transitions that fell due while the product was not active.
+        ctx.notify(Tick);
     }
 }
 
@@ -102,7 +156,6 @@ impl Handler<PlaceOrder> for ProductActor {
             msg.quantity,
             msg.key.as_ref(),
             now,
-            self.core.config.reservation_ttl,
         );
         let key_record = |outcome: Result<String, Refusal>| KeyRecord {
             item: ItemKey::Product(self.book.info.id),
@@ -114,10 +167,11 @@ impl Handler<PlaceOrder> for ProductActor {
         };
         let (outcome, mutations) = match decision {
             Decision::Made(order) => {
-                let mut mutations = vec![Mutation::OrderPlaced(order.clone()), self.counts()];
+                let mut mutations = vec![Mutation::OrderPlaced(order.clone())];
                 if msg.key.is_some() {
                     mutations.push(Mutation::KeyRecorded(key_record(Ok(order.id.to_string()))));
                 }
+                mutations.push(self.counts());
                 (Ok(order), mutations)
             }
             Decision::Refused(refusal) if msg.key.is_some() => (
@@ -144,12 +198,71 @@ impl Handler<PlaceOrder> for ProductActor {
     }
 }
 
+impl Handler<ChangeOrder> for ProductActor {
+    type Result = Result<Decided<Order>, NotDecided>;
+
+    fn handle(&mut self, msg: ChangeOrder, ctx: &mut Self::Context) -> Self::Result {
+        self.core.admit(ctx)?;
+        let changed =
+            self.book
+                .transition(&msg.order, msg.user.as_ref(), msg.event, UnixMillis::now());
+        let order = match changed {
+            Ok(order) => order,
+            Err(refusal) => return Ok(Decided::refused(refusal)),
+        };
+        let mutations = vec![status_change(&order), self.counts()];
+        let ticket = self.core.submit(mutations, ctx)?;
+        Ok(Decided {
+            outcome: Ok(order),
+            ticket,
+        })
+    }
+}
+
 impl Handler<GetProduct> for ProductActor {
     type Result = Result<(ProductInfo, ProductStock), NotDecided>;
 
     fn handle(&mut self, _: GetProduct, ctx: &mut Self::Context) -> Self::Result {
         self.core.check_current(ctx)?;
-        Ok((self.book.info.clone(), self.book.stock()))
+        // Counted here, written with the next batch or tick: never a write per view.
+        self.book.count_view();
+        Ok(self.view())
+    }
+}
+
+impl Handler<UpdateProduct> for ProductActor {
+    type Result = Result<Decided<(ProductInfo, ProductStock)>, NotDecided>;
+
+    fn handle(&mut self, msg: UpdateProduct, ctx: &mut Self::Context) -> Self::Result {
+        self.core.admit(ctx)?;
+        if let Err(refusal) = self.book.update_info(msg.0) {
+            return Ok(Decided::refused(refusal));
+        }
+        let info = self.book.info.clone();
+        let ticket = self
+            .core
+            .submit(vec![Mutation::ProductInfoChanged(info)], ctx)?;
+        Ok(Decided {
+            outcome: Ok(self.view()),
+            ticket,
+        })
+    }
+}
+
+impl Handler<AdjustStock> for ProductActor {
+    type Result = Result<Decided<(ProductInfo, ProductStock)>, NotDecided>;
+
+    fn handle(&mut self, msg: AdjustStock, ctx: &mut Self::Context) -> Self::Result {
+        self.core.admit(ctx)?;
+        if let Err(refusal) = self.book.adjust_stock(msg.delta) {
+            return Ok(Decided::refused(refusal));
+        }
+        let counts = self.counts();
+        let ticket = self.core.submit(vec![counts], ctx)?;
+        Ok(Decided {
+            outcome: Ok(self.view()),
+            ticket,
+        })
     }
 }
 
@@ -162,11 +275,16 @@ impl Handler<Tick> for ProductActor {
             return;
         }
         let now = UnixMillis::now();
-        self.expire_due(now, ctx);
+        self.advance_due(now, ctx);
+        self.flush_views(ctx);
         self.book
             .expire_idempotency_keys(now, IDEMPOTENCY_RETENTION);
-        // Unpaid reservations keep the actor alive: their expiry is its job.
-        if self.book.next_expiry().is_none() && self.core.is_idle() {
+        // Idle, and nothing due before the node's timer sweep would wake it again.
+        let due_soon = self
+            .book
+            .next_due()
+            .is_some_and(|at| at <= now.plus(self.core.config.passivate_after));
+        if !due_soon && self.book.unflushed_views() == 0 && self.core.is_idle() {
             self.core.retire(ctx);
         }
     }

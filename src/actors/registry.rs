@@ -150,8 +150,9 @@ impl Registry {
             .load_product(id, since)
             .await?
             .ok_or(Refusal::ProductNotFound)?;
-        let mut book = ProductBook::restore(load.info, load.stock, load.live_orders)
-            .map_err(crate::persistence::StoreError::Corrupt)?;
+        let mut book =
+            ProductBook::restore(load.info, load.stock, load.live_orders, self.config.timing)
+                .map_err(crate::persistence::StoreError::Corrupt)?;
         for key in load.keys {
             book.remember_key(
                 key.user,
@@ -197,6 +198,35 @@ impl Registry {
         let core = ItemCore::new("campaign", writer, generation, self.config.clone(), forget);
         let actor = CampaignActor::new(book, core);
         Ok(CampaignActor::start_in_arbiter(&arbiter, move |_| actor))
+    }
+
+    /// Activates, every `interval`, the products with orders due an automatic
+    /// transition soon, so that timers fire for products that were passivated
+    /// or not yet active since a restart (the first sweep runs at once).
+    pub async fn sweep_timers(self: Arc<Self>, interval: Duration) {
+        /// Products activated per sweep at most; the rest wait for the next.
+        const SWEEP_PRODUCTS_MAX: u32 = 1_000;
+        loop {
+            let horizon = UnixMillis::now().plus(interval * 2);
+            match self
+                .store
+                .products_due(horizon, &self.config.timing, SWEEP_PRODUCTS_MAX)
+                .await
+            {
+                Ok(products) => {
+                    for id in products {
+                        let owned = self
+                            .ownership
+                            .owns(shard_of(ItemKey::Product(id), self.shard_count()));
+                        if owned && let Err(error) = self.product(id).await {
+                            tracing::warn!(product = id.0, %error, "timer sweep could not activate");
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "timer sweep failed"),
+            }
+            tokio::time::sleep(interval).await;
+        }
     }
 
     fn forget<A: Actor>(

@@ -16,6 +16,6 @@ pub use ids::{
     CampaignId, CouponId, IdempotencyKey, InputError, ItemKey, OrderId, ProductId, Quantity, UserId,
 };
 pub use order::{Order, OrderEvent, OrderStatus, StockEffect};
-pub use product::{ProductBook, ProductInfo, ProductStock};
+pub use product::{ProductBook, ProductInfo, ProductPatch, ProductStock, Timing};
 pub use refusal::Refusal;
 pub use time::UnixMillis;

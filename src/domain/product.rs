@@ -2,7 +2,7 @@
 //! their invariant) and `ProductBook` (everything the product's actor decides
 //! with). Every change is a method here that checks the invariant after it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::idempotency::{Decision, IdempotencyLedger};
@@ -89,6 +89,52 @@ impl ProductStock {
     }
 }
 
+/// The order lifetimes a book applies (settings `reservation_ttl`,
+/// `shipping_delay`, `delivery_delay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub reservation_ttl: Duration,
+    pub shipping_delay: Duration,
+    pub delivery_delay: Duration,
+}
+
+impl Timing {
+    /// When the order's next automatic transition is due, if it has one.
+    pub fn due_at(&self, order: &Order) -> Option<UnixMillis> {
+        match order.status {
+            OrderStatus::PendingPayment => Some(order.expires_at),
+            OrderStatus::Paid => Some(order.updated_at.plus(self.shipping_delay)),
+            OrderStatus::Shipped => Some(order.updated_at.plus(self.delivery_delay)),
+            _ => None,
+        }
+    }
+
+    /// The automatic event of a status: what happens when its time is due.
+    fn due_event(status: OrderStatus) -> Option<OrderEvent> {
+        match status {
+            OrderStatus::PendingPayment => Some(OrderEvent::Expire),
+            OrderStatus::Paid => Some(OrderEvent::Ship),
+            OrderStatus::Shipped => Some(OrderEvent::Deliver),
+            _ => None,
+        }
+    }
+}
+
+/// Changes to a product's description; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub price: Option<u64>,
+    pub per_user_limit: Option<Option<u64>>,
+    pub sale_starts_at: Option<Option<UnixMillis>>,
+    pub sale_ends_at: Option<Option<UnixMillis>>,
+}
+
+/// Orders remembered as expired, so that paying one late says `order_expired`
+/// rather than `invalid_state`: more than any reservation burst between two
+/// flushes, and a few MB at most.
+const RECENTLY_EXPIRED_MAX: usize = 100_000;
+
 /// What describes a product, apart from its counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProductInfo {
@@ -117,8 +163,13 @@ pub struct ProductBook {
     stock: ProductStock,
     /// Orders that hold stock (reserved or sold), by id.
     live: HashMap<OrderId, Order>,
-    /// Unpaid reservations by expiry, for the expiry sweep.
-    pending_by_expiry: BTreeSet<(UnixMillis, OrderId)>,
+    /// Live orders with an automatic transition (expiry, shipping, delivery), by
+    /// due time.
+    timers: BTreeSet<(UnixMillis, OrderId)>,
+    /// Reservations that expired lately, oldest first.
+    recently_expired: VecDeque<OrderId>,
+    recently_expired_set: HashSet<OrderId>,
+    timing: Timing,
     /// Each buyer's quantity over live orders, for `per_user_limit`.
     user_quantities: HashMap<UserId, u64>,
     idempotency: IdempotencyLedger<Result<Order, Refusal>>,
@@ -127,13 +178,16 @@ pub struct ProductBook {
 }
 
 impl ProductBook {
-    pub fn new(info: ProductInfo, stock: ProductStock) -> Self {
+    pub fn new(info: ProductInfo, stock: ProductStock, timing: Timing) -> Self {
         stock.check();
         ProductBook {
             info,
             stock,
             live: HashMap::new(),
-            pending_by_expiry: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            recently_expired: VecDeque::new(),
+            recently_expired_set: HashSet::new(),
+            timing,
             user_quantities: HashMap::new(),
             idempotency: IdempotencyLedger::default(),
             views_unflushed: 0,
@@ -146,6 +200,7 @@ impl ProductBook {
         info: ProductInfo,
         stock: ProductStock,
         live_orders: Vec<Order>,
+        timing: Timing,
     ) -> Result<Self, String> {
         if !stock.is_consistent() {
             return Err(format!(
@@ -153,7 +208,7 @@ impl ProductBook {
                 info.id
             ));
         }
-        let mut book = ProductBook::new(info, stock);
+        let mut book = ProductBook::new(info, stock, timing);
         let (mut reserved, mut sold) = (0u64, 0u64);
         for order in live_orders {
             match order.status {
@@ -211,12 +266,11 @@ impl ProductBook {
         quantity: Quantity,
         key: Option<&IdempotencyKey>,
         now: UnixMillis,
-        reservation_ttl: Duration,
     ) -> Decision<Order> {
         let quantity = quantity.get();
         let mut ledger = std::mem::take(&mut self.idempotency);
         let decision = ledger.decide(user, key, quantity, now, || {
-            self.decide_order(order_id, user, quantity, now, reservation_ttl)
+            self.decide_order(order_id, user, quantity, now)
         });
         self.idempotency = ledger;
         decision
@@ -228,7 +282,6 @@ impl ProductBook {
         user: &UserId,
         quantity: u64,
         now: UnixMillis,
-        reservation_ttl: Duration,
     ) -> Result<Order, Refusal> {
         if !self.info.on_sale(now) {
             return Err(Refusal::SaleNotActive);
@@ -248,14 +301,14 @@ impl ProductBook {
             status: OrderStatus::PendingPayment,
             created_at: now,
             updated_at: now,
-            expires_at: now.plus(reservation_ttl),
+            expires_at: now.plus(self.timing.reservation_ttl),
         };
         self.insert_live(order.clone());
         Ok(order)
     }
 
     /// Moves a live order by `event`. `user`, when given, must own the order.
-    /// Paying a reservation past its expiry expires it and refuses.
+    /// Paying a reservation past its expiry refuses with `order_expired`.
     pub fn transition(
         &mut self,
         order_id: &OrderId,
@@ -263,38 +316,76 @@ impl ProductBook {
         event: OrderEvent,
         now: UnixMillis,
     ) -> Result<Order, Refusal> {
-        let order = self.live.get(order_id).ok_or(Refusal::InvalidState)?;
-        if user.is_some_and(|u| *u != order.user_id) {
-            return Err(Refusal::OrderNotFound);
-        }
         let paying = matches!(
             event,
             OrderEvent::PaymentSucceeded | OrderEvent::PaymentFailed
         );
+        let Some(order) = self.live.get(order_id) else {
+            if paying && self.recently_expired_set.contains(order_id) {
+                return Err(Refusal::OrderExpired);
+            }
+            return Err(Refusal::InvalidState);
+        };
+        if user.is_some_and(|u| *u != order.user_id) {
+            return Err(Refusal::OrderNotFound);
+        }
         if paying && order.status == OrderStatus::PendingPayment && now >= order.expires_at {
+            // Due but not yet swept: refused now, expired by the next sweep.
             return Err(Refusal::OrderExpired);
         }
         self.apply_event(order_id, event, now)
     }
 
-    /// Expires every reservation due at `now`; returns the expired orders.
-    pub fn expire_due(&mut self, now: UnixMillis) -> Vec<Order> {
+    /// Applies every automatic transition due at `now` (expiry of unpaid
+    /// reservations, shipping, delivery); returns the orders changed.
+    pub fn advance_due(&mut self, now: UnixMillis) -> Vec<Order> {
         let due: Vec<OrderId> = self
-            .pending_by_expiry
+            .timers
             .iter()
             .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
             .collect();
         due.iter()
             .map(|id| {
-                self.apply_event(id, OrderEvent::Expire, now)
-                    .expect("a pending reservation can always expire")
+                let status = self.live[id].status;
+                let event = Timing::due_event(status).expect("timed orders have a due event");
+                self.apply_event(id, event, now)
+                    .expect("a due transition is always allowed")
             })
             .collect()
     }
 
-    pub fn next_expiry(&self) -> Option<UnixMillis> {
-        self.pending_by_expiry.first().map(|(at, _)| *at)
+    /// When the next automatic transition is due.
+    pub fn next_due(&self) -> Option<UnixMillis> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Whether any live order is an unpaid reservation.
+    pub fn has_reservations(&self) -> bool {
+        self.stock.reserved > 0
+    }
+
+    /// Changes the description. The sale window must stay ordered.
+    pub fn update_info(&mut self, patch: ProductPatch) -> Result<&ProductInfo, Refusal> {
+        let starts = patch.sale_starts_at.unwrap_or(self.info.sale_starts_at);
+        let ends = patch.sale_ends_at.unwrap_or(self.info.sale_ends_at);
+        if let (Some(start), Some(end)) = (starts, ends)
+            && start >= end
+        {
+            return Err(Refusal::InvalidSaleWindow);
+        }
+        if let Some(name) = patch.name {
+            self.info.name = name;
+        }
+        if let Some(price) = patch.price {
+            self.info.price = price;
+        }
+        if let Some(limit) = patch.per_user_limit {
+            self.info.per_user_limit = limit;
+        }
+        self.info.sale_starts_at = starts;
+        self.info.sale_ends_at = ends;
+        Ok(&self.info)
     }
 
     pub fn adjust_stock(&mut self, delta: i64) -> Result<ProductStock, Refusal> {
@@ -305,6 +396,10 @@ impl ProductBook {
     pub fn count_view(&mut self) {
         self.views_unflushed += 1;
         self.info.views += 1;
+    }
+
+    pub fn unflushed_views(&self) -> u64 {
+        self.views_unflushed
     }
 
     /// Views counted since the last call.
@@ -324,13 +419,18 @@ impl ProductBook {
     ) -> Result<Order, Refusal> {
         let order = self.live.get_mut(order_id).ok_or(Refusal::InvalidState)?;
         let (next, effect) = order.status.apply(event)?;
-        let before = order.status;
+        if let Some(due) = self.timing.due_at(order) {
+            self.timers.remove(&(due, order.id));
+        }
         order.status = next;
         order.updated_at = now;
         let order = order.clone();
         self.stock.apply(effect, order.quantity);
-        if before == OrderStatus::PendingPayment {
-            self.pending_by_expiry.remove(&(order.expires_at, order.id));
+        if let Some(due) = self.timing.due_at(&order) {
+            self.timers.insert((due, order.id));
+        }
+        if next == OrderStatus::Expired {
+            self.remember_expired(order.id);
         }
         if !next.is_live() {
             self.live.remove(order_id);
@@ -352,10 +452,20 @@ impl ProductBook {
             .user_quantities
             .entry(order.user_id.clone())
             .or_insert(0) += order.quantity;
-        if order.status == OrderStatus::PendingPayment {
-            self.pending_by_expiry.insert((order.expires_at, order.id));
+        if let Some(due) = self.timing.due_at(&order) {
+            self.timers.insert((due, order.id));
         }
         self.live.insert(order.id, order);
+    }
+
+    fn remember_expired(&mut self, id: OrderId) {
+        if self.recently_expired.len() >= RECENTLY_EXPIRED_MAX
+            && let Some(oldest) = self.recently_expired.pop_front()
+        {
+            self.recently_expired_set.remove(&oldest);
+        }
+        self.recently_expired.push_back(id);
+        self.recently_expired_set.insert(id);
     }
 }
 
@@ -364,7 +474,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const TTL: Duration = Duration::from_secs(60);
+    const TIMING: Timing = Timing {
+        reservation_ttl: Duration::from_secs(60),
+        shipping_delay: Duration::from_secs(100),
+        delivery_delay: Duration::from_secs(100),
+    };
 
     fn info(per_user_limit: Option<u64>) -> ProductInfo {
         ProductInfo {
@@ -388,19 +502,12 @@ mod tests {
     }
 
     fn place(book: &mut ProductBook, u: u8, q: u64, now: i64) -> Decision<Order> {
-        book.place_order(
-            OrderId::generate(),
-            &user(u),
-            qty(q),
-            None,
-            UnixMillis(now),
-            TTL,
-        )
+        book.place_order(OrderId::generate(), &user(u), qty(q), None, UnixMillis(now))
     }
 
     #[test]
     fn reserves_all_or_nothing() {
-        let mut book = ProductBook::new(info(None), ProductStock::new(3));
+        let mut book = ProductBook::new(info(None), ProductStock::new(3), TIMING);
         assert!(matches!(place(&mut book, 1, 2, 0), Decision::Made(_)));
         assert_eq!(
             place(&mut book, 2, 2, 0),
@@ -412,7 +519,7 @@ mod tests {
 
     #[test]
     fn per_user_limit_counts_live_orders_only() {
-        let mut book = ProductBook::new(info(Some(2)), ProductStock::new(10));
+        let mut book = ProductBook::new(info(Some(2)), ProductStock::new(10), TIMING);
         let Decision::Made(order) = place(&mut book, 1, 2, 0) else {
             panic!("refused")
         };
@@ -435,7 +542,7 @@ mod tests {
         let mut product = info(None);
         product.sale_starts_at = Some(UnixMillis(100));
         product.sale_ends_at = Some(UnixMillis(200));
-        let mut book = ProductBook::new(product, ProductStock::new(10));
+        let mut book = ProductBook::new(product, ProductStock::new(10), TIMING);
         assert_eq!(
             place(&mut book, 1, 1, 99),
             Decision::Refused(Refusal::SaleNotActive)
@@ -449,7 +556,7 @@ mod tests {
 
     #[test]
     fn expiry_releases_and_blocks_late_payment() {
-        let mut book = ProductBook::new(info(None), ProductStock::new(5));
+        let mut book = ProductBook::new(info(None), ProductStock::new(5), TIMING);
         let Decision::Made(order) = place(&mut book, 1, 3, 0) else {
             panic!("refused")
         };
@@ -458,17 +565,68 @@ mod tests {
             book.transition(&order.id, None, OrderEvent::PaymentSucceeded, due),
             Err(Refusal::OrderExpired)
         );
-        assert!(book.expire_due(UnixMillis(due.0 - 1)).is_empty());
-        let expired = book.expire_due(due);
+        assert!(book.advance_due(UnixMillis(due.0 - 1)).is_empty());
+        let expired = book.advance_due(due);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].status, OrderStatus::Expired);
         assert_eq!(book.stock(), ProductStock::new(5));
         assert_eq!(book.user_quantity(&user(1)), 0);
+        // Paying it now still says expired, not invalid_state.
+        assert_eq!(
+            book.transition(&order.id, None, OrderEvent::PaymentSucceeded, due),
+            Err(Refusal::OrderExpired)
+        );
+    }
+
+    #[test]
+    fn paid_orders_ship_then_deliver_on_their_own() {
+        let mut book = ProductBook::new(info(None), ProductStock::new(5), TIMING);
+        let Decision::Made(order) = place(&mut book, 1, 2, 0) else {
+            panic!("refused")
+        };
+        let paid = book
+            .transition(
+                &order.id,
+                Some(&user(1)),
+                OrderEvent::PaymentSucceeded,
+                UnixMillis(10),
+            )
+            .unwrap();
+        assert_eq!(paid.status, OrderStatus::Paid);
+        let shipping_due = UnixMillis(10).plus(TIMING.shipping_delay);
+        assert_eq!(book.next_due(), Some(shipping_due));
+        let shipped = book.advance_due(shipping_due);
+        assert_eq!(shipped[0].status, OrderStatus::Shipped);
+        let delivered = book.advance_due(shipping_due.plus(TIMING.delivery_delay));
+        assert_eq!(delivered[0].status, OrderStatus::Delivered);
+        assert_eq!(book.next_due(), None);
+        assert_eq!(book.stock().sold, 2);
+    }
+
+    #[test]
+    fn patch_keeps_the_window_ordered() {
+        let mut book = ProductBook::new(info(None), ProductStock::new(5), TIMING);
+        let patch = ProductPatch {
+            sale_starts_at: Some(Some(UnixMillis(100))),
+            sale_ends_at: Some(Some(UnixMillis(50))),
+            ..ProductPatch::default()
+        };
+        assert_eq!(
+            book.update_info(patch).err(),
+            Some(Refusal::InvalidSaleWindow)
+        );
+        let patch = ProductPatch {
+            price: Some(5),
+            per_user_limit: Some(Some(1)),
+            ..ProductPatch::default()
+        };
+        let info = book.update_info(patch).unwrap();
+        assert_eq!((info.price, info.per_user_limit), (5, Some(1)));
     }
 
     #[test]
     fn another_users_order_is_not_found() {
-        let mut book = ProductBook::new(info(None), ProductStock::new(5));
+        let mut book = ProductBook::new(info(None), ProductStock::new(5), TIMING);
         let Decision::Made(order) = place(&mut book, 1, 1, 0) else {
             panic!("refused")
         };
@@ -480,11 +638,11 @@ mod tests {
 
     #[test]
     fn restore_rejects_counts_that_disagree_with_orders() {
-        let mut book = ProductBook::new(info(None), ProductStock::new(5));
+        let mut book = ProductBook::new(info(None), ProductStock::new(5), TIMING);
         place(&mut book, 1, 2, 0);
         let orders: Vec<Order> = book.live_orders().cloned().collect();
-        assert!(ProductBook::restore(info(None), book.stock(), orders.clone()).is_ok());
-        assert!(ProductBook::restore(info(None), ProductStock::new(5), orders).is_err());
+        assert!(ProductBook::restore(info(None), book.stock(), orders.clone(), TIMING).is_ok());
+        assert!(ProductBook::restore(info(None), ProductStock::new(5), orders, TIMING).is_err());
     }
 
     #[derive(Clone, Debug)]
@@ -532,7 +690,7 @@ mod tests {
             limit in proptest::option::of(1u64..8),
             ops in proptest::collection::vec(op(), 0..150),
         ) {
-            let mut book = ProductBook::new(info(limit), ProductStock::new(total));
+            let mut book = ProductBook::new(info(limit), ProductStock::new(total), TIMING);
             let mut known: Vec<OrderId> = Vec::new();
             let mut now = 0i64;
             for op in ops {
@@ -541,7 +699,7 @@ mod tests {
                         let key = key.map(|k| IdempotencyKey::parse(&format!("k{k}")).unwrap());
                         let d = book.place_order(
                             OrderId::generate(), &user(u), qty(quantity), key.as_ref(),
-                            UnixMillis(now), TTL,
+                            UnixMillis(now),
                         );
                         if let Decision::Made(order) = d {
                             known.push(order.id);
@@ -555,7 +713,7 @@ mod tests {
                     }
                     Op::Expire { advance_ms } => {
                         now += advance_ms;
-                        book.expire_due(UnixMillis(now));
+                        book.advance_due(UnixMillis(now));
                     }
                     Op::Adjust { delta } => {
                         let _ = book.adjust_stock(delta);

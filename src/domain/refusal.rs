@@ -30,10 +30,12 @@ pub enum Refusal {
     CampaignNotActive,
     #[error("the Idempotency-Key was used before with a different request")]
     IdempotencyKeyReused,
+    #[error("the sale window must start before it ends")]
+    InvalidSaleWindow,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::ProductNotFound,
         Refusal::OutOfStock,
         Refusal::PurchaseLimitExceeded,
@@ -47,6 +49,7 @@ impl Refusal {
         Refusal::IssueLimitReached,
         Refusal::CampaignNotActive,
         Refusal::IdempotencyKeyReused,
+        Refusal::InvalidSaleWindow,
     ];
 
     pub fn code(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Refusal {
             Refusal::IssueLimitReached => "issue_limit_reached",
             Refusal::CampaignNotActive => "campaign_not_active",
             Refusal::IdempotencyKeyReused => "idempotency_key_reused",
+            Refusal::InvalidSaleWindow => "invalid_sale_window",
         }
     }
 

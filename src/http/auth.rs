@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// An authenticated administrator.
-pub struct Admin;
+pub struct Admin(pub Caller);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -99,6 +99,6 @@ impl FromRequestParts<AppState> for Admin {
         if !caller.admin {
             return Err(ApiError::forbidden());
         }
-        Ok(Admin)
+        Ok(Admin(caller))
     }
 }

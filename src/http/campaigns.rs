@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::{Admin, Caller};
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Idempotency, Page, PageQuery, parse_time};
 use super::products::{STOCK_MAX, check_name, check_per_user_limit, check_window};
 use super::views::{CampaignBody, CouponBody};
@@ -19,24 +20,48 @@ use crate::persistence::NewCampaign;
 /// A fixed discount at most this many minor units (the largest price).
 const FIXED_DISCOUNT_MAX: u64 = super::products::PRICE_MAX;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscountInput {
+    /// `fixed` (value in minor units, 0..=10^12) or `percent` (value 1..=100).
+    #[schema(pattern = "^(fixed|percent)$")]
     kind: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000u64)]
     value: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCampaign {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     quantity: u64,
+    /// Coupons per user (default 1).
+    #[schema(minimum = 1, maximum = 1_000_000)]
     per_user_limit: Option<u64>,
     discount: DiscountInput,
+    #[schema(format = DateTime)]
     starts_at: Option<String>,
+    #[schema(format = DateTime)]
     ends_at: Option<String>,
 }
 
+/// Create a coupon campaign.
+#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns",
+    request_body = CreateCampaign,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = CampaignBody,
+            headers(("Location" = String, description = "/v1/campaigns/{id}"))),
+        (status = 400, description = "`malformed_json`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     _: Admin,
@@ -81,6 +106,15 @@ pub async fn create(
     ))
 }
 
+/// A campaign with live counts.
+#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = u64, Path, minimum = 0)),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignBody),
+        (status = 400, description = "`invalid_parameter`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`campaign_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<u64>,
@@ -89,6 +123,20 @@ pub async fn get(
     Ok(Json(campaign.into()))
 }
 
+/// Claim a coupon: first come, first served.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/coupons", tag = "campaigns",
+    params(("id" = u64, Path, minimum = 0),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1..=255 visible ASCII characters; a retry with the same key returns the first answer")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Issued", body = CouponBody),
+        (status = 400, description = "`invalid_parameter`, `invalid_idempotency_key`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`campaign_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`sold_out`, `issue_limit_reached`, `campaign_not_active`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn issue(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,6 +150,16 @@ pub async fn issue(
     Ok((StatusCode::CREATED, Json(CouponBody::from(coupon))))
 }
 
+/// The caller's coupons, newest first.
+#[utoipa::path(get, path = "/v1/coupons", tag = "campaigns",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of coupons", body = Page<CouponBody>),
+        (status = 400, description = "`invalid_parameter`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list_coupons(
     State(state): State<AppState>,
     caller: Caller,

@@ -23,6 +23,55 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// An optional JSON body: empty means `T::default()`; anything else must be
+/// JSON (`Content-Type: application/json`) and is checked like `ApiJson`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json);
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::from(axum::extract::rejection::JsonRejection::from(rejection))
+            })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(OptionalJson(value))
+    }
+}
+
+/// Whether a `Content-Type` value names JSON (`application/json` or `+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 /// The optional `Idempotency-Key` header, checked.
 pub struct Idempotency(pub Option<IdempotencyKey>);
 
@@ -53,10 +102,14 @@ pub const PAGE_LIMIT_MAX: u32 = 200;
 const PAGE_LIMIT_DEFAULT: u32 = 50;
 
 /// `?limit=&after=` of list endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
     pub after: Option<String>,
 }
 
@@ -83,15 +136,16 @@ impl PageQuery {
     }
 }
 
-/// A page: `{"items": [...], "next": cursor or null}`. Fetch one more row than
-/// the limit to know whether there is a next page.
-#[derive(Debug, serde::Serialize)]
+/// A page of a list; `next` is the cursor of the following page, or null.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
 }
 
 impl<T> Page<T> {
+    /// A page from `rows` fetched with `limit + 1`: the extra row only tells
+    /// that there is a next page.
     pub fn from_rows<R>(
         mut rows: Vec<R>,
         limit: u32,

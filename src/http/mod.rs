@@ -7,6 +7,7 @@ mod auth;
 mod campaigns;
 mod error;
 mod extract;
+mod openapi;
 mod ops;
 mod orders;
 mod products;
@@ -21,6 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use auth::{Auth, Caller, Claims};
 pub use error::ApiError;
+pub use openapi::ApiDoc;
 
 use crate::actors::Engine;
 use crate::config::Settings;
@@ -39,9 +41,20 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/products", post(products::create).get(products::list))
-        .route("/v1/products/{id}", get(products::get))
+        .route(
+            "/v1/products/{id}",
+            get(products::get).patch(products::update),
+        )
+        .route("/v1/products/{id}/stock", post(products::change_stock))
         .route("/v1/orders", post(orders::create).get(orders::list))
         .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/orders/{id}/pay", post(orders::pay))
+        .route("/v1/orders/{id}/cancel", post(orders::cancel))
+        .route("/v1/orders/{id}/return", post(orders::request_return))
+        .route(
+            "/v1/orders/{id}/return/complete",
+            post(orders::complete_return),
+        )
         .route("/v1/campaigns", post(campaigns::create))
         .route("/v1/campaigns/{id}", get(campaigns::get))
         .route("/v1/campaigns/{id}/coupons", post(campaigns::issue))
@@ -49,6 +62,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::document(),
+                )
+            }),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

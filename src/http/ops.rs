@@ -8,18 +8,33 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use crate::metrics as m;
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Status {
+    #[schema(example = "ok")]
+    pub status: String,
 }
 
-/// Ready when the store answers and every shard's writer is serving.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Status)))]
+pub async fn healthz() -> Json<Status> {
+    Json(Status {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the store answers and every shard is served.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     state
         .engine
         .store()
@@ -32,9 +47,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
             "a shard is recovering or shutting down",
         ));
     }
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Status {
+        status: "ready".into(),
+    }))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,

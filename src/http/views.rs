@@ -2,11 +2,13 @@
 //! domain types.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::{CampaignInfo, CampaignStock, Coupon, Order, ProductInfo, ProductStock};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductBody {
+    #[schema(minimum = 1)]
     pub id: u64,
     pub name: String,
     pub price: u64,
@@ -42,7 +44,7 @@ impl From<(ProductInfo, ProductStock)> for ProductBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderBody {
     pub id: String,
     pub user_id: String,
@@ -50,6 +52,8 @@ pub struct OrderBody {
     pub quantity: u64,
     pub unit_price: u64,
     pub amount: u64,
+    #[schema(value_type = String, example = "PENDING_PAYMENT",
+        pattern = "^(PENDING_PAYMENT|PAID|PAYMENT_FAILED|EXPIRED|CANCELLED|SHIPPED|DELIVERED|RETURN_REQUESTED|RETURNED)$")]
     pub status: &'static str,
     pub created_at: String,
     pub updated_at: String,
@@ -73,13 +77,14 @@ impl From<Order> for OrderBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DiscountBody {
+    #[schema(value_type = String, pattern = "^(fixed|percent)$")]
     pub kind: &'static str,
     pub value: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CampaignBody {
     pub id: u64,
     pub name: String,
@@ -113,7 +118,7 @@ impl From<(CampaignInfo, CampaignStock)> for CampaignBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CouponBody {
     pub id: String,
     pub campaign_id: u64,

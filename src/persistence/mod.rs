@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     CampaignId, CampaignInfo, CampaignStock, Coupon, IdempotencyKey, ItemKey, Order, OrderId,
-    OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, UnixMillis, UserId,
+    OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, Timing, UnixMillis, UserId,
 };
 
 pub use sql::connect;
@@ -60,6 +60,8 @@ pub enum Mutation {
         stock: ProductStock,
         views_delta: u64,
     },
+    /// The product's new description (name, price, limit, sale window).
+    ProductInfoChanged(ProductInfo),
     CouponIssued(Coupon),
     CampaignCounts {
         id: CampaignId,
@@ -169,6 +171,15 @@ pub trait Store: Send + Sync + 'static {
         id: ProductId,
         keys_since: UnixMillis,
     ) -> Result<Option<ProductLoad>>;
+
+    /// Products with an order due an automatic transition (expiry, shipping,
+    /// delivery) by `until`, at most `limit`.
+    async fn products_due(
+        &self,
+        until: UnixMillis,
+        timing: &Timing,
+        limit: u32,
+    ) -> Result<Vec<ProductId>>;
 
     async fn order(&self, id: OrderId) -> Result<Option<Order>>;
     /// The user's orders with id less than `before`, newest first.

@@ -23,7 +23,8 @@ use super::{
 };
 use crate::domain::{
     CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, Discount, IdempotencyKey, Order,
-    OrderId, OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, UnixMillis, UserId,
+    OrderId, OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, Timing, UnixMillis,
+    UserId,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -121,6 +122,7 @@ fn key_outcome<T>(result: Option<T>, refusal_code: Option<String>) -> Result<Res
 #[derive(Default)]
 struct Counts {
     products: HashMap<ProductId, (ProductStock, u64)>,
+    infos: HashMap<ProductId, ProductInfo>,
     campaigns: HashMap<CampaignId, u64>,
 }
 
@@ -168,6 +170,9 @@ fn sort_batch(mutations: &[Mutation]) -> Sorted<'_> {
                 let entry = sorted.counts.products.entry(*id).or_insert((*stock, 0));
                 entry.0 = *stock;
                 entry.1 += views_delta;
+            }
+            Mutation::ProductInfoChanged(info) => {
+                sorted.counts.infos.insert(info.id, info.clone());
             }
             Mutation::CouponIssued(coupon) => sorted.coupons.push(coupon),
             Mutation::CampaignCounts { id, issued } => {
@@ -478,6 +483,29 @@ macro_rules! impl_store {
                 }))
             }
 
+            async fn products_due(
+                &self,
+                until: UnixMillis,
+                timing: &Timing,
+                limit: u32,
+            ) -> Result<Vec<ProductId>> {
+                let rows = sqlx::query(
+                    "SELECT DISTINCT product_id FROM orders WHERE \
+                     (status = 'PENDING_PAYMENT' AND expires_at <= ?) OR \
+                     (status = 'PAID' AND updated_at <= ?) OR \
+                     (status = 'SHIPPED' AND updated_at <= ?) LIMIT ?",
+                )
+                .bind(until.0)
+                .bind(until.minus(timing.shipping_delay).0)
+                .bind(until.minus(timing.delivery_delay).0)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| Ok(ProductId(row.try_get::<i64, _>("product_id")? as u64)))
+                    .collect()
+            }
+
             async fn order(&self, id: OrderId) -> Result<Option<Order>> {
                 let row = sqlx::query(concat!(
                     "SELECT ",
@@ -731,6 +759,20 @@ macro_rules! impl_store {
                     .bind(stock.written_off as i64)
                     .bind(*views_delta as i64)
                     .bind(id.0 as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for info in batch.counts.infos.values() {
+                    sqlx::query(
+                        "UPDATE products SET name = ?, price = ?, per_user_limit = ?, \
+                         sale_starts_at = ?, sale_ends_at = ? WHERE id = ?",
+                    )
+                    .bind(info.name.as_str())
+                    .bind(info.price as i64)
+                    .bind(info.per_user_limit.map(|v| v as i64))
+                    .bind(info.sale_starts_at.map(|t| t.0))
+                    .bind(info.sale_ends_at.map(|t| t.0))
+                    .bind(info.id.0 as i64)
                     .execute(&mut *tx)
                     .await?;
                 }
