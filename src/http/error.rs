@@ -71,7 +71,9 @@ impl From<Refusal> for ApiError {
             Refusal::ProductNotFound | Refusal::OrderNotFound | Refusal::CampaignNotFound => {
                 StatusCode::NOT_FOUND
             }
-            Refusal::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::IdempotencyKeyReused | Refusal::InvalidSaleWindow => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::CONFLICT,
         };
         ApiError::new(status, refusal.code(), refusal.to_string())
