@@ -48,7 +48,7 @@ pub struct CreateCampaign {
 }
 
 /// Create a coupon campaign.
-#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns",
+#[utoipa::path(post, path = "/v1/campaigns", operation_id = "create_campaign", tag = "campaigns",
     request_body = CreateCampaign,
     security(("bearer" = [])),
     responses(
@@ -107,7 +107,7 @@ pub async fn create(
 }
 
 /// A campaign with live counts.
-#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
+#[utoipa::path(get, path = "/v1/campaigns/{id}", operation_id = "get_campaign", tag = "campaigns",
     params(("id" = u64, Path, minimum = 0)),
     responses(
         (status = 200, description = "The campaign", body = CampaignBody),
@@ -124,9 +124,9 @@ pub async fn get(
 }
 
 /// Claim a coupon: first come, first served.
-#[utoipa::path(post, path = "/v1/campaigns/{id}/coupons", tag = "campaigns",
+#[utoipa::path(post, path = "/v1/campaigns/{id}/coupons", operation_id = "issue_coupon", tag = "campaigns",
     params(("id" = u64, Path, minimum = 0),
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
             description = "1..=255 visible ASCII characters; a retry with the same key returns the first answer")),
     security(("bearer" = [])),
     responses(
@@ -151,8 +151,11 @@ pub async fn issue(
 }
 
 /// The caller's coupons, newest first.
-#[utoipa::path(get, path = "/v1/coupons", tag = "campaigns",
-    params(PageQuery),
+#[utoipa::path(get, path = "/v1/coupons", operation_id = "list_coupons", tag = "campaigns",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Items per page (default 50)"),
+        ("after" = Option<String>, Query, pattern = "^[0-9A-HJKMNP-TV-Z]{26}$", description = "The `next` cursor of the previous page"),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of coupons", body = Page<CouponBody>),

@@ -8,10 +8,65 @@ use serde::Deserialize;
 use super::error::ApiError;
 use crate::domain::{IdempotencyKey, UnixMillis};
 
-/// `axum::Json` with problem+json rejections (400, 413, 415, 422).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body with problem+json rejections: 415 without a JSON
+/// `Content-Type`, 413 past the body limit, 400 for malformed JSON, 422 for
+/// anything but an object of the expected shape (serde would also take a struct
+/// from an array).
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if !has_json_content_type(&request) {
+            return Err(unsupported_media_type());
+        }
+        let bytes = body_bytes(request, state).await?;
+        parse_object(&bytes).map(ApiJson)
+    }
+}
+
+fn has_json_content_type(request: &axum::extract::Request) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json)
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send JSON with Content-Type: application/json",
+    )
+}
+
+async fn body_bytes<S: Send + Sync>(
+    request: axum::extract::Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            ApiError::from(axum::extract::rejection::JsonRejection::from(rejection))
+        })
+}
+
+fn parse_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(ApiError::invalid_body("the body must be a JSON object"));
+    }
+    let axum::Json(value) = axum::Json::<T>::from_bytes(bytes)?;
+    Ok(value)
+}
 
 /// `axum::extract::Path` with a 400 `invalid_parameter` rejection.
 #[derive(FromRequestParts)]
@@ -35,28 +90,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let json = request
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json);
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::from(axum::extract::rejection::JsonRejection::from(rejection))
-            })?;
-        if bytes.is_empty() {
+        let json = has_json_content_type(&request);
+        let bytes = body_bytes(request, state).await?;
+        // No body, or JSON null, means "nothing to say".
+        if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
         }
         if !json {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send JSON with Content-Type: application/json",
-            ));
+            return Err(unsupported_media_type());
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(OptionalJson(value))
+        parse_object(&bytes).map(OptionalJson)
     }
 }
 
@@ -102,12 +145,10 @@ pub const PAGE_LIMIT_MAX: u32 = 200;
 const PAGE_LIMIT_DEFAULT: u32 = 50;
 
 /// `?limit=&after=` of list endpoints.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1..=200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,

@@ -39,6 +39,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let document: Arc<str> = openapi::document(state.settings.max_quantity_per_order).into();
     Router::new()
         .route("/v1/products", post(products::create).get(products::list))
         .route(
@@ -64,10 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route(
             "/openapi.json",
-            get(|| async {
+            get(move || async move {
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    openapi::document(),
+                    document.to_string(),
                 )
             }),
         )

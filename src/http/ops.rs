@@ -20,7 +20,7 @@ pub struct Status {
 }
 
 /// Liveness: 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = Status)))]
 pub async fn healthz() -> Json<Status> {
     Json(Status {
@@ -29,7 +29,7 @@ pub async fn healthz() -> Json<Status> {
 }
 
 /// Readiness: the store answers and every shard is served.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),
         (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
@@ -53,7 +53,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

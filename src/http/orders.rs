@@ -62,9 +62,9 @@ fn asker(caller: Caller) -> Asker {
 }
 
 /// Place an order: reserves `quantity` units for the caller.
-#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+#[utoipa::path(post, path = "/v1/orders", operation_id = "create_order", tag = "orders",
     request_body = CreateOrder,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
         description = "1..=255 visible ASCII characters; a retry with the same key and body returns the first answer")),
     security(("bearer" = [])),
     responses(
@@ -99,8 +99,8 @@ pub async fn create(
 }
 
 /// One of the caller's orders (any order, for an administrator).
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orders/{id}", operation_id = "get_order", tag = "orders",
+    params(("id" = String, Path, description = "An order id (ULID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order", body = OrderBody),
@@ -120,8 +120,11 @@ pub async fn get(
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders",
-    params(PageQuery),
+#[utoipa::path(get, path = "/v1/orders", operation_id = "list_orders", tag = "orders",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Items per page (default 50)"),
+        ("after" = Option<String>, Query, pattern = "^[0-9A-HJKMNP-TV-Z]{26}$", description = "The `next` cursor of the previous page"),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of orders", body = Page<OrderBody>),
@@ -149,8 +152,8 @@ pub async fn list(
 }
 
 /// Pay for a reservation (simulated gateway).
-#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders",
-    params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", operation_id = "pay_order", tag = "orders",
+    params(("id" = String, Path, description = "An order id (ULID)")),
     request_body(content = Option<Pay>, description = "Optional"),
     security(("bearer" = [])),
     responses(
@@ -179,8 +182,8 @@ pub async fn pay(
 }
 
 /// Cancel an unpaid or paid (not yet shipped) order; its units return to stock.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
-    params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", operation_id = "cancel_order", tag = "orders",
+    params(("id" = String, Path, description = "An order id (ULID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "CANCELLED", body = OrderBody),
@@ -202,8 +205,8 @@ pub async fn cancel(
 }
 
 /// Ask to return a delivered order.
-#[utoipa::path(post, path = "/v1/orders/{id}/return", tag = "orders",
-    params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/orders/{id}/return", operation_id = "return_order", tag = "orders",
+    params(("id" = String, Path, description = "An order id (ULID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "RETURN_REQUESTED", body = OrderBody),
@@ -225,8 +228,8 @@ pub async fn request_return(
 }
 
 /// Complete a return: restock the units (default) or write them off.
-#[utoipa::path(post, path = "/v1/orders/{id}/return/complete", tag = "orders",
-    params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/orders/{id}/return/complete", operation_id = "complete_return", tag = "orders",
+    params(("id" = String, Path, description = "An order id (ULID)")),
     request_body(content = Option<CompleteReturn>, description = "Optional"),
     security(("bearer" = [])),
     responses(

@@ -115,7 +115,7 @@ pub fn check_window(
 }
 
 /// Create a product.
-#[utoipa::path(post, path = "/v1/products", tag = "products",
+#[utoipa::path(post, path = "/v1/products", operation_id = "create_product", tag = "products",
     request_body = CreateProduct,
     security(("bearer" = [])),
     responses(
@@ -162,7 +162,7 @@ pub async fn create(
 }
 
 /// A product with live counts; counts one view.
-#[utoipa::path(get, path = "/v1/products/{id}", tag = "products",
+#[utoipa::path(get, path = "/v1/products/{id}", operation_id = "get_product", tag = "products",
     params(("id" = u64, Path, minimum = 0)),
     responses(
         (status = 200, description = "The product", body = ProductBody),
@@ -179,8 +179,11 @@ pub async fn get(
 }
 
 /// Products by id, ascending.
-#[utoipa::path(get, path = "/v1/products", tag = "products",
-    params(PageQuery),
+#[utoipa::path(get, path = "/v1/products", operation_id = "list_products", tag = "products",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Items per page (default 50)"),
+        ("after" = Option<String>, Query, pattern = "^[0-9]{1,19}$", description = "The `next` cursor of the previous page"),
+    ),
     responses(
         (status = 200, description = "A page of products", body = Page<ProductBody>),
         (status = 400, description = "`invalid_parameter`", body = Problem, content_type = "application/problem+json"),
@@ -202,7 +205,7 @@ pub async fn list(
 }
 
 /// Change a product's name, price, per-user limit or sale window.
-#[utoipa::path(patch, path = "/v1/products/{id}", tag = "products",
+#[utoipa::path(patch, path = "/v1/products/{id}", operation_id = "update_product", tag = "products",
     params(("id" = u64, Path, minimum = 0)),
     request_body = UpdateProduct,
     security(("bearer" = [])),
@@ -247,7 +250,7 @@ pub async fn update(
 }
 
 /// Add or remove available stock.
-#[utoipa::path(post, path = "/v1/products/{id}/stock", tag = "products",
+#[utoipa::path(post, path = "/v1/products/{id}/stock", operation_id = "change_stock", tag = "products",
     params(("id" = u64, Path, minimum = 0)),
     request_body = StockChange,
     security(("bearer" = [])),
