@@ -32,6 +32,8 @@ pub enum Command {
     Migrate,
     /// Print a signed token for development and load tests.
     Token(TokenArgs),
+    /// Drive a running flashstock with a flash-sale load and check the outcome.
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Args)]

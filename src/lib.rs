@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod loadtest;
 pub mod metrics;
 pub mod persistence;
 pub mod telemetry;

@@ -14,6 +14,17 @@ fn main() -> anyhow::Result<()> {
             println!("migrations applied; {shards} shards");
             Ok(())
         }),
+        Command::Loadtest(args) => runtime.block_on(async {
+            let report = flashstock::loadtest::run(&args, cli.settings.jwt_secret()).await?;
+            print!("{}", report.table());
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+            }
+            if !report.verdict.passed {
+                anyhow::bail!("the verdict is FAIL");
+            }
+            Ok(())
+        }),
         Command::Token(args) => {
             let auth = flashstock::http::Auth::new(cli.settings.jwt_secret());
             println!("{}", auth.token(&args.sub, args.admin, args.ttl));

@@ -1,0 +1,390 @@
+//! The flash-sale comparison: flashstock and the lock-based designs behind the
+//! same `POST /v1/orders`, on the same MariaDB and Redis, driven by the same
+//! load engine (`hot`, then `drop`), each checked against its database.
+//!
+//! `cargo bench --bench flash_sale -- [--duration 10s] [--connections 256]
+//! [--out target/flash-sale] [--quick] [--only a,b]`
+//!
+//! Each server runs in a child process (this binary again, with
+//! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
+//! as they would be in production. Results go to `report.json`, `report.md`
+//! and `report.svg` in the output folder.
+
+mod report;
+mod servers;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use flashstock::http::Auth;
+use flashstock::loadtest::client::{self, Budget, Endpoint, Progress, Stats};
+use flashstock::loadtest::scenario::Driver;
+use sqlx::Row;
+
+use report::{Row as ResultRow, write_reports};
+use servers::Baseline;
+
+const JWT_SECRET: &str = "flash-sale-bench-secret";
+const STRATEGIES: &[&str] = &[
+    "noop",
+    "mysql-for-update",
+    "mysql-optimistic",
+    "mysql-conditional",
+    "redis-lock",
+    "redis-lua",
+    "flashstock-durable",
+    "flashstock-memory",
+    "flashstock-sqlite",
+];
+/// Stock of the hot product: never runs out.
+const HOT_STOCK: u64 = 1_000_000_000;
+/// Distinct buyers cycled through in `hot`.
+const HOT_USERS: usize = 10_000;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Length of the `hot` phase.
+    #[arg(long, default_value = "10s", value_parser = flashstock::config::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    #[arg(long, default_value = "target/flash-sale")]
+    out: PathBuf,
+    /// Short phases and a small drop, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Only these strategies (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    #[arg(
+        long,
+        env = "FLASHSTOCK_TEST_MYSQL_URL",
+        default_value = "mysql://flashstock:flashstock@127.0.0.1:3306"
+    )]
+    mysql: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    if let Ok(strategy) = std::env::var("FLASH_SALE_SERVE") {
+        return serve_child(&strategy);
+    }
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(compare(args))
+}
+
+/// The child process: serve one strategy on 127.0.0.1:0 and print the URL.
+fn serve_child(strategy: &str) -> anyhow::Result<()> {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    if let Some(flavour) = strategy.strip_prefix("flashstock-") {
+        let ack = if flavour == "memory" {
+            "memory"
+        } else {
+            "durable"
+        };
+        let cli = flashstock::config::Cli::parse_from([
+            "flashstock",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &var("FLASH_SALE_DATABASE_URL"),
+            "--ack",
+            ack,
+            "--jwt-secret",
+            JWT_SECRET,
+        ]);
+        flashstock::telemetry::init(false);
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(flashstock::app::serve(cli.settings));
+    }
+    let baseline =
+        Baseline::parse(strategy).ok_or_else(|| anyhow::anyhow!("unknown {strategy}"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        servers::serve(
+            baseline,
+            listener,
+            JWT_SECRET,
+            &var("FLASH_SALE_DATABASE_URL"),
+            &var("FLASH_SALE_REDIS_URL"),
+            &var("FLASH_SALE_NAMESPACE"),
+        )
+        .await
+    })
+}
+
+struct Child_ {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(
+    strategy: &str,
+    database_url: &str,
+    redis_url: &str,
+    namespace: &str,
+) -> anyhow::Result<Child_> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .env("FLASH_SALE_SERVE", strategy)
+        .env("FLASH_SALE_DATABASE_URL", database_url)
+        .env("FLASH_SALE_REDIS_URL", redis_url)
+        .env("FLASH_SALE_NAMESPACE", namespace)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some((_, url)) = line.split_once("listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| anyhow::anyhow!("{strategy} did not start"))?;
+    Ok(Child_ { child, url })
+}
+
+/// Where a strategy keeps its orders, for the correctness check.
+enum Storage {
+    None,
+    MySql(sqlx::MySqlPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Storage {
+    /// Ids of the stored orders of `product`.
+    async fn order_ids(&self, product: u64) -> anyhow::Result<HashSet<String>> {
+        let sql = "SELECT id FROM orders WHERE product_id = ?";
+        let ids = match self {
+            Storage::None => HashSet::new(),
+            Storage::MySql(pool) => sqlx::query(sql)
+                .bind(product as i64)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect(),
+            Storage::Sqlite(pool) => sqlx::query(sql)
+                .bind(product as i64)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect(),
+        };
+        Ok(ids)
+    }
+}
+
+async fn compare(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.connections),
+        "--connections must be 1..=10000"
+    );
+    let (duration, drop_users, drop_stock) = if args.quick {
+        (args.duration.min(Duration::from_secs(3)), 2_000, 200)
+    } else {
+        (args.duration, 10_000, 1_000)
+    };
+    let strategies: Vec<&str> = STRATEGIES
+        .iter()
+        .copied()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
+        .collect();
+    let admin = sqlx::MySqlPool::connect(&format!("{}/", args.mysql)).await?;
+    let mut rows = Vec::new();
+    for strategy in strategies {
+        eprintln!("== {strategy}");
+        let namespace = format!("flash-sale-{}-{strategy}", std::process::id());
+        let database = format!("fs_flash_sale_{}", strategy.replace('-', "_"));
+        let sqlite_dir = tempfile::tempdir()?;
+        let (database_url, storage) = if strategy == "flashstock-sqlite" {
+            let url = format!(
+                "sqlite://{}",
+                sqlite_dir.path().join("flashstock.db").display()
+            );
+            (url, None)
+        } else if strategy == "noop" {
+            (String::new(), Some(Storage::None))
+        } else {
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {database}"),
+                format!("CREATE DATABASE {database}"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&admin)
+                    .await?;
+            }
+            (format!("{}/{database}", args.mysql), None)
+        };
+        let baseline = Baseline::parse(strategy);
+        let (hot_product, drop_product) = (1u64, 2u64);
+        if baseline.is_some_and(|b| b != Baseline::Noop) {
+            let pool = sqlx::MySqlPool::connect(&database_url).await?;
+            for sql in servers::SCHEMA {
+                sqlx::query(*sql).execute(&pool).await?;
+            }
+            sqlx::query("INSERT INTO products (id, stock) VALUES (?, ?), (?, ?)")
+                .bind(hot_product as i64)
+                .bind(HOT_STOCK as i64)
+                .bind(drop_product as i64)
+                .bind(drop_stock as i64)
+                .execute(&pool)
+                .await?;
+            if baseline == Some(Baseline::RedisLua) {
+                let mut redis = redis::Client::open(args.redis.as_str())?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                for (product, stock) in [(hot_product, HOT_STOCK), (drop_product, drop_stock)] {
+                    let _: () = redis::cmd("SET")
+                        .arg(servers::redis_stock_key(&namespace, product))
+                        .arg(stock)
+                        .query_async(&mut redis)
+                        .await?;
+                }
+            }
+        }
+        let server = spawn_server(strategy, &database_url, &args.redis, &namespace)?;
+        let endpoint = Endpoint::parse(&server.url)?;
+        let storage = match storage {
+            Some(storage) => storage,
+            None if strategy == "flashstock-sqlite" => {
+                Storage::Sqlite(sqlx::SqlitePool::connect(&database_url).await?)
+            }
+            None => Storage::MySql(sqlx::MySqlPool::connect(&database_url).await?),
+        };
+        let driver = Driver {
+            endpoint: endpoint.clone(),
+            auth: Auth::new(JWT_SECRET),
+            run_id: namespace.clone(),
+            show_progress: false,
+        };
+        let (hot_product, drop_product) = if baseline.is_none() {
+            (
+                driver.create_product(HOT_STOCK).await?,
+                driver.create_product(drop_stock).await?,
+            )
+        } else {
+            (hot_product, drop_product)
+        };
+        let auth = Auth::new(JWT_SECRET);
+        let tokens: Vec<String> = (0..HOT_USERS.max(drop_users))
+            .map(|n| {
+                auth.token(
+                    &format!("{namespace}-{n}"),
+                    false,
+                    Duration::from_secs(3_600),
+                )
+            })
+            .collect();
+        let requests = |product: u64, users: usize| -> Arc<Vec<Bytes>> {
+            let body = format!("{{\"product_id\":{product},\"quantity\":1}}");
+            Arc::new(
+                tokens[..users]
+                    .iter()
+                    .map(|t| endpoint.request("POST", "/v1/orders", Some(t), Some(&body)))
+                    .collect(),
+            )
+        };
+
+        let hot_budget = Budget::Until(requests(hot_product, HOT_USERS), Instant::now() + duration);
+        let hot = client::run(
+            &endpoint,
+            hot_budget,
+            args.connections,
+            true,
+            Progress::default(),
+        )
+        .await;
+        let drop_budget = Budget::Each(requests(drop_product, drop_users));
+        let dropped = client::run(
+            &endpoint,
+            drop_budget,
+            args.connections.min(drop_users),
+            true,
+            Progress::default(),
+        )
+        .await;
+
+        for (scenario, stats, product, stock) in [
+            ("hot", &hot, hot_product, HOT_STOCK),
+            ("drop", &dropped, drop_product, drop_stock),
+        ] {
+            let (oversold, lost) =
+                check(&storage, stats, product, stock, strategy == "noop").await?;
+            let row = ResultRow::new(strategy, scenario, stats, oversold, lost);
+            eprintln!(
+                "   {scenario:<5} {:>9.0} orders/s  p99 {:>8.2} ms  errors {}  oversold {oversold}  lost {lost}",
+                row.orders_per_s, row.p99_ms, row.errors
+            );
+            rows.push(row);
+        }
+        drop(server);
+    }
+    let summary = write_reports(&args.out, args.connections, duration.as_secs_f64(), &rows)?;
+    println!("{summary}");
+    eprintln!("reports in {}", args.out.display());
+    Ok(())
+}
+
+/// Oversold units and acknowledged orders missing from the database. Writes
+/// behind the reply (redis-lua, flashstock-memory) get a moment to land first.
+async fn check(
+    storage: &Storage,
+    stats: &Stats,
+    product: u64,
+    stock: u64,
+    noop: bool,
+) -> anyhow::Result<(u64, u64)> {
+    if noop {
+        return Ok((0, 0));
+    }
+    let acked: HashSet<&str> = stats.ids.iter().map(|id| id.as_ref()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let stored = storage.order_ids(product).await?;
+        let missing = acked.iter().filter(|id| !stored.contains(**id)).count();
+        if missing == 0 || Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lost = acked.iter().filter(|id| !stored.contains(**id)).count() as u64;
+    let sold = (acked.len() as u64).max(stored.len() as u64);
+    Ok((sold.saturating_sub(stock), lost))
+}

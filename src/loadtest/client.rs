@@ -1,0 +1,391 @@
+//! The load driver: `connections` keep-alive HTTP/1.1 connections, each sending
+//! pre-serialised requests back to back and timing each reply. Requests are
+//! built (tokens minted, JSON written) before the clock starts; per request the
+//! driver only writes bytes, parses the reply's head with `httparse`, and
+//! records into a per-connection histogram: no allocation on the way unless a
+//! reply carries a new error `code` or an id must be kept.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest reply head or body the driver accepts: far above any reply of the
+/// API, small enough that a misbehaving server cannot exhaust memory.
+const REPLY_BYTES_MAX: usize = 1 << 20;
+/// Slowest latency the histograms hold; slower replies are clamped to it.
+const LATENCY_MAX: Duration = Duration::from_secs(60);
+
+/// Where requests go: a resolved `http://host:port` address.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub host: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> anyhow::Result<Endpoint> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow::anyhow!("only http:// URLs are supported: {url}"))?;
+        let host = rest.trim_end_matches('/').to_string();
+        anyhow::ensure!(
+            !host.contains('/'),
+            "give the server's base URL, not a path: {url}"
+        );
+        let with_port = if host
+            .rsplit(':')
+            .next()
+            .is_some_and(|p| p.parse::<u16>().is_ok())
+            && !host.ends_with(']')
+        {
+            host.clone()
+        } else {
+            format!("{host}:80")
+        };
+        let addr = with_port
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{host} does not resolve"))?;
+        Ok(Endpoint { addr, host })
+    }
+
+    /// One request, serialised.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Bytes {
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if let Some(token) = token {
+            text.push_str("Authorization: Bearer ");
+            text.push_str(token);
+            text.push_str("\r\n");
+        }
+        match body {
+            Some(body) => {
+                text.push_str("Content-Type: application/json\r\n");
+                text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+                text.push_str(body);
+            }
+            None => text.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        Bytes::from(text)
+    }
+}
+
+/// Which requests a run sends.
+#[derive(Clone)]
+pub enum Budget {
+    /// Each request once (a drop: every user orders once).
+    Each(Arc<Vec<Bytes>>),
+    /// Cycle through the requests until the deadline.
+    Until(Arc<Vec<Bytes>>, Instant),
+}
+
+impl Budget {
+    fn next(&self, index: usize) -> Option<&Bytes> {
+        match self {
+            Budget::Each(requests) => requests.get(index),
+            Budget::Until(requests, deadline) => {
+                (Instant::now() < *deadline).then(|| &requests[index % requests.len()])
+            }
+        }
+    }
+}
+
+/// What a run saw.
+pub struct Stats {
+    pub latency_us: Histogram<u64>,
+    /// Replies by status and problem `code` (empty for successes).
+    pub replies: Vec<(u16, String, u64)>,
+    /// Requests that got no reply (connection refused, reset, malformed reply).
+    pub transport_errors: u64,
+    /// Ids of 201 replies, when asked for.
+    pub ids: Vec<Box<str>>,
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            latency_us: Histogram::new_with_bounds(1, LATENCY_MAX.as_micros() as u64, 3)
+                .expect("valid histogram bounds"),
+            replies: Vec::new(),
+            transport_errors: 0,
+            ids: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn count(&mut self, status: u16, code: &[u8]) {
+        match self
+            .replies
+            .iter_mut()
+            .find(|(s, c, _)| *s == status && c.as_bytes() == code)
+        {
+            Some(entry) => entry.2 += 1,
+            None => self
+                .replies
+                .push((status, String::from_utf8_lossy(code).into_owned(), 1)),
+        }
+    }
+
+    fn merge(&mut self, other: Stats) {
+        self.latency_us
+            .add(&other.latency_us)
+            .expect("histograms share bounds");
+        for (status, code, n) in other.replies {
+            match self
+                .replies
+                .iter_mut()
+                .find(|(s, c, _)| *s == status && *c == code)
+            {
+                Some(entry) => entry.2 += n,
+                None => self.replies.push((status, code, n)),
+            }
+        }
+        self.transport_errors += other.transport_errors;
+        self.ids.extend(other.ids);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.replies.iter().map(|r| r.2).sum::<u64>() + self.transport_errors
+    }
+
+    /// Replies with this status.
+    pub fn with_status(&self, status: u16) -> u64 {
+        self.replies
+            .iter()
+            .filter(|r| r.0 == status)
+            .map(|r| r.2)
+            .sum()
+    }
+
+    /// Transport errors and 5xx replies.
+    pub fn errors(&self) -> u64 {
+        self.transport_errors
+            + self
+                .replies
+                .iter()
+                .filter(|r| r.0 >= 500)
+                .map(|r| r.2)
+                .sum::<u64>()
+    }
+}
+
+/// Counts requests done, for a progress display.
+#[derive(Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    pub fn done(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Sends `budget` over `connections` connections; collects 201 ids if asked.
+pub async fn run(
+    endpoint: &Endpoint,
+    budget: Budget,
+    connections: usize,
+    collect_ids: bool,
+    progress: Progress,
+) -> Stats {
+    assert!(connections > 0);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (addr, budget, next, progress) = (
+                endpoint.addr,
+                budget.clone(),
+                next.clone(),
+                progress.clone(),
+            );
+            tokio::spawn(connection(addr, budget, next, collect_ids, progress))
+        })
+        .collect();
+    let mut total = Stats::new();
+    for task in tasks {
+        total.merge(task.await.expect("a connection task does not panic"));
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+async fn connection(
+    addr: SocketAddr,
+    budget: Budget,
+    next: Arc<AtomicUsize>,
+    collect_ids: bool,
+    progress: Progress,
+) -> Stats {
+    let mut stats = Stats::new();
+    let mut stream: Option<TcpStream> = None;
+    let mut buffer = BytesMut::with_capacity(8 * 1024);
+    /// Requests counted locally before the shared progress counter is touched.
+    const PROGRESS_STRIDE: u64 = 32;
+    let mut unreported = 0u64;
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(request) = budget.next(index) else {
+            break;
+        };
+        if stream.is_none() {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    buffer.clear();
+                    stream = Some(s);
+                }
+                Err(_) => {
+                    stats.transport_errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let socket = stream.as_mut().expect("connected above");
+        let sent_at = Instant::now();
+        match exchange(socket, request, &mut buffer).await {
+            Ok((status, body)) => {
+                let micros = sent_at.elapsed().as_micros() as u64;
+                stats
+                    .latency_us
+                    .saturating_record(micros.clamp(1, LATENCY_MAX.as_micros() as u64));
+                let code = if status >= 400 {
+                    json_string_field(&body, b"\"code\":\"")
+                } else {
+                    &[][..]
+                };
+                stats.count(status, code);
+                if collect_ids
+                    && status == 201
+                    && let Some(id) =
+                        std::str::from_utf8(json_string_field(&body, b"\"id\":\"")).ok()
+                {
+                    stats.ids.push(id.into());
+                }
+            }
+            Err(_) => {
+                stats.transport_errors += 1;
+                stream = None;
+            }
+        }
+        unreported += 1;
+        if unreported == PROGRESS_STRIDE {
+            progress.0.fetch_add(unreported, Ordering::Relaxed);
+            unreported = 0;
+        }
+    }
+    progress.0.fetch_add(unreported, Ordering::Relaxed);
+    stats
+}
+
+/// Writes one request and reads its reply; returns the status and body.
+async fn exchange(
+    socket: &mut TcpStream,
+    request: &[u8],
+    buffer: &mut BytesMut,
+) -> std::io::Result<(u16, Bytes)> {
+    socket.write_all(request).await?;
+    loop {
+        if let Some((status, head, body_len)) = parse_head(buffer)? {
+            while buffer.len() < head + body_len {
+                read_more(socket, buffer).await?;
+            }
+            buffer.advance(head);
+            let body = buffer.split_to(body_len).freeze();
+            return Ok((status, body));
+        }
+        read_more(socket, buffer).await?;
+    }
+}
+
+async fn read_more(socket: &mut TcpStream, buffer: &mut BytesMut) -> std::io::Result<()> {
+    if buffer.len() >= REPLY_BYTES_MAX {
+        return Err(std::io::Error::other("reply too large"));
+    }
+    buffer.reserve(8 * 1024);
+    if socket.read_buf(buffer).await? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// The status, head length and body length of a complete reply head.
+fn parse_head(buffer: &[u8]) -> std::io::Result<Option<(u16, usize, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut reply = httparse::Response::new(&mut headers);
+    let head = match reply.parse(buffer) {
+        Ok(httparse::Status::Complete(head)) => head,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(std::io::Error::other(e)),
+    };
+    let length = reply
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| {
+            std::str::from_utf8(h.value)
+                .ok()?
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .ok_or_else(|| std::io::Error::other("reply without Content-Length"))?;
+    if length > REPLY_BYTES_MAX {
+        return Err(std::io::Error::other("reply too large"));
+    }
+    Ok(Some((reply.code.unwrap_or(0), head, length)))
+}
+
+/// The value of a JSON string field found by its `"name":"` prefix (compact
+/// JSON, as the API writes it), or empty.
+fn json_string_field<'a>(body: &'a [u8], prefix: &[u8]) -> &'a [u8] {
+    let Some(start) = body
+        .windows(prefix.len())
+        .position(|w| w == prefix)
+        .map(|p| p + prefix.len())
+    else {
+        return &[];
+    };
+    let end = body[start..]
+        .iter()
+        .position(|b| *b == b'"')
+        .map_or(body.len(), |p| start + p);
+    &body[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_heads_and_fields() {
+        let reply = b"HTTP/1.1 409 Conflict\r\ncontent-length: 20\r\n\r\n{\"code\":\"sold_out\"}";
+        assert_eq!(parse_head(reply).unwrap(), Some((409, 45, 20)));
+        assert_eq!(parse_head(&reply[..10]).unwrap(), None);
+        assert_eq!(json_string_field(&reply[45..], b"\"code\":\""), b"sold_out");
+        assert_eq!(json_string_field(b"{}", b"\"id\":\""), b"");
+    }
+
+    #[test]
+    fn endpoints_need_http_base_urls() {
+        let e = Endpoint::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(e.addr.port(), 8080);
+        assert!(Endpoint::parse("https://127.0.0.1:8080").is_err());
+        assert!(Endpoint::parse("http://127.0.0.1:8080/v1/orders").is_err());
+        let request = e.request("POST", "/v1/orders", Some("t"), Some("{}"));
+        assert!(request.starts_with(b"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
+        assert!(request.ends_with(b"Content-Length: 2\r\n\r\n{}"));
+    }
+}
