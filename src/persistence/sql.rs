@@ -32,7 +32,23 @@ static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("migrations/mysql");
 
 /// Rows per multi-row INSERT: well under both databases' placeholder limits
 /// (SQLite 32,766; MySQL 65,535) at 9 columns.
-const INSERT_ROWS_MAX: usize = 1_000;
+const INSERT_ROWS_MAX: usize = 1_024;
+
+/// Splits `rows` into chunks whose lengths are powers of two (largest first).
+/// Each multi-row INSERT length is its own prepared statement; with any batch
+/// size possible, statements would be prepared (and evicted from the cache)
+/// batch after batch. Powers of two bound them to 11 per table, all cached.
+fn ladder<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = INSERT_ROWS_MAX.min(1 << rows.len().ilog2());
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
 
 /// How long a connection waits for a locked SQLite database before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -685,7 +701,7 @@ macro_rules! impl_store {
                     tx.rollback().await?;
                     return Err(CommitError::Fenced { shard, epoch });
                 }
-                for chunk in batch.orders.chunks(INSERT_ROWS_MAX) {
+                for chunk in ladder(&batch.orders) {
                     let mut insert = QueryBuilder::<$db>::new(concat!(
                         "INSERT INTO orders (",
                         order_columns!(),
@@ -704,7 +720,7 @@ macro_rules! impl_store {
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
-                for chunk in batch.coupons.chunks(INSERT_ROWS_MAX) {
+                for chunk in ladder(&batch.coupons) {
                     let mut insert = QueryBuilder::<$db>::new(
                         "INSERT INTO coupons (id, campaign_id, user_id, issued_at) ",
                     );
@@ -716,7 +732,7 @@ macro_rules! impl_store {
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
-                for chunk in batch.keys.chunks(INSERT_ROWS_MAX) {
+                for chunk in ladder(&batch.keys) {
                     let mut insert = QueryBuilder::<$db>::new(
                         "INSERT INTO idempotency_keys (item_kind, item_id, user_id, idem_key, \
                          fingerprint, result_id, refusal, created_at) ",
@@ -804,3 +820,15 @@ impl_store!(
     Backend::MySql,
     MYSQL_MIGRATIONS
 );
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ladder_cuts_powers_of_two() {
+        let rows: Vec<u32> = (0..1_300).collect();
+        let sizes: Vec<usize> = super::ladder(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![1_024, 256, 16, 4]);
+        assert_eq!(super::ladder(&rows[..0]).count(), 0);
+        assert_eq!(super::ladder(&rows[..7]).map(<[u32]>::len).collect::<Vec<_>>(), vec![4, 2, 1]);
+    }
+}
