@@ -134,7 +134,9 @@ pub struct Settings {
     #[arg(long, env = "FLASHSTOCK_SHARDS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
     pub shards: u32,
 
-    /// Actor threads (arbiters); 0 means one per core.
+    /// Actor threads (arbiters); 0 means one per two cores (at least one): the
+    /// actors' work per message is small, and fewer threads mean fewer
+    /// cross-thread wake-ups than HTTP workers would need.
     #[arg(long, env = "FLASHSTOCK_ARBITERS", default_value_t = 0, global = true)]
     pub arbiters: usize,
 
@@ -185,7 +187,7 @@ impl Settings {
         if self.arbiters > 0 {
             self.arbiters
         } else {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
+            std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
         }
     }
 }

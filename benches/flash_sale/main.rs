@@ -30,6 +30,10 @@ use sqlx::Row;
 use report::{Row as ResultRow, write_reports};
 use servers::Baseline;
 
+/// The same allocator as the `flashstock` binary, for every server it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const JWT_SECRET: &str = "flash-sale-bench-secret";
 const STRATEGIES: &[&str] = &[
     "noop",

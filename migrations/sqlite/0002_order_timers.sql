@@ -1,3 +1,5 @@
--- The timer sweep finds products whose orders are due an automatic transition.
-CREATE INDEX orders_due_by_expiry ON orders (status, expires_at);
-CREATE INDEX orders_due_by_update ON orders (status, updated_at);
+-- When the product's next automatic order transition (expiry, shipping,
+-- delivery) falls due, written with its counts: the timer sweep finds products
+-- to activate here, without indexing every order by time.
+ALTER TABLE products ADD COLUMN next_due_at INTEGER NULL;
+CREATE INDEX products_by_next_due ON products (next_due_at);

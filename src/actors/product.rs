@@ -91,6 +91,7 @@ impl ProductActor {
             id: self.book.info.id,
             stock: self.book.stock(),
             views_delta: self.book.take_unflushed_views(),
+            next_due_at: self.book.next_due(),
         }
     }
 

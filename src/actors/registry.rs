@@ -208,11 +208,7 @@ impl Registry {
         const SWEEP_PRODUCTS_MAX: u32 = 1_000;
         loop {
             let horizon = UnixMillis::now().plus(interval * 2);
-            match self
-                .store
-                .products_due(horizon, &self.config.timing, SWEEP_PRODUCTS_MAX)
-                .await
-            {
+            match self.store.products_due(horizon, SWEEP_PRODUCTS_MAX).await {
                 Ok(products) => {
                     for id in products {
                         let owned = self

@@ -64,16 +64,65 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// The statuses the API answers with, as static labels.
+const STATUS_LABELS: &[&str] = &[
+    "200", "201", "400", "401", "403", "404", "405", "409", "413", "415", "422", "500", "503",
+];
+
+/// The route templates of the router, as static labels: per request, the
+/// labels are then found, not allocated.
+const ROUTES: &[&str] = &[
+    "/v1/products",
+    "/v1/products/{id}",
+    "/v1/products/{id}/stock",
+    "/v1/orders",
+    "/v1/orders/{id}",
+    "/v1/orders/{id}/pay",
+    "/v1/orders/{id}/cancel",
+    "/v1/orders/{id}/return",
+    "/v1/orders/{id}/return/complete",
+    "/v1/campaigns",
+    "/v1/campaigns/{id}",
+    "/v1/campaigns/{id}/coupons",
+    "/v1/coupons",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+];
+
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    path.and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()).copied())
+        .unwrap_or("unmatched")
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts requests and records latency by route template, method and status.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let route = route_label(request.extensions().get::<MatchedPath>());
+    let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = response.status();
+    let status = status.as_str();
+    let status: &'static str = STATUS_LABELS
+        .iter()
+        .find(|s| **s == status)
+        .copied()
+        .unwrap_or("other");
     let labels = [("route", route), ("method", method), ("status", status)];
     metrics::counter!(m::HTTP_REQUESTS_TOTAL, &labels).increment(1);
     metrics::histogram!(m::HTTP_REQUEST_SECONDS, &labels).record(started.elapsed().as_secs_f64());

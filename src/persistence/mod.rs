@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     CampaignId, CampaignInfo, CampaignStock, Coupon, IdempotencyKey, ItemKey, Order, OrderId,
-    OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, Timing, UnixMillis, UserId,
+    OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, UnixMillis, UserId,
 };
 
 pub use sql::connect;
@@ -54,11 +54,13 @@ pub enum Mutation {
         status: OrderStatus,
         updated_at: UnixMillis,
     },
-    /// Absolute counts after the change, plus views counted since the last flush.
+    /// Absolute counts after the change, views counted since the last flush, and
+    /// when the product's next automatic order transition falls due.
     ProductCounts {
         id: ProductId,
         stock: ProductStock,
         views_delta: u64,
+        next_due_at: Option<UnixMillis>,
     },
     /// The product's new description (name, price, limit, sale window).
     ProductInfoChanged(ProductInfo),
@@ -174,12 +176,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Products with an order due an automatic transition (expiry, shipping,
     /// delivery) by `until`, at most `limit`.
-    async fn products_due(
-        &self,
-        until: UnixMillis,
-        timing: &Timing,
-        limit: u32,
-    ) -> Result<Vec<ProductId>>;
+    async fn products_due(&self, until: UnixMillis, limit: u32) -> Result<Vec<ProductId>>;
 
     async fn order(&self, id: OrderId) -> Result<Option<Order>>;
     /// The user's orders with id less than `before`, newest first.

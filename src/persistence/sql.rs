@@ -23,8 +23,7 @@ use super::{
 };
 use crate::domain::{
     CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, Discount, IdempotencyKey, Order,
-    OrderId, OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, Timing, UnixMillis,
-    UserId,
+    OrderId, OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, UnixMillis, UserId,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -137,7 +136,8 @@ fn key_outcome<T>(result: Option<T>, refusal_code: Option<String>) -> Result<Res
 /// Latest counts per product and campaign in a batch, with views summed.
 #[derive(Default)]
 struct Counts {
-    products: HashMap<ProductId, (ProductStock, u64)>,
+    /// Counts, views to add, next due time.
+    products: HashMap<ProductId, (ProductStock, u64, Option<UnixMillis>)>,
     infos: HashMap<ProductId, ProductInfo>,
     campaigns: HashMap<CampaignId, u64>,
 }
@@ -182,10 +182,16 @@ fn sort_batch(mutations: &[Mutation]) -> Sorted<'_> {
                 id,
                 stock,
                 views_delta,
+                next_due_at,
             } => {
-                let entry = sorted.counts.products.entry(*id).or_insert((*stock, 0));
+                let entry = sorted
+                    .counts
+                    .products
+                    .entry(*id)
+                    .or_insert((*stock, 0, None));
                 entry.0 = *stock;
                 entry.1 += views_delta;
+                entry.2 = *next_due_at;
             }
             Mutation::ProductInfoChanged(info) => {
                 sorted.counts.infos.insert(info.id, info.clone());
@@ -499,26 +505,16 @@ macro_rules! impl_store {
                 }))
             }
 
-            async fn products_due(
-                &self,
-                until: UnixMillis,
-                timing: &Timing,
-                limit: u32,
-            ) -> Result<Vec<ProductId>> {
+            async fn products_due(&self, until: UnixMillis, limit: u32) -> Result<Vec<ProductId>> {
                 let rows = sqlx::query(
-                    "SELECT DISTINCT product_id FROM orders WHERE \
-                     (status = 'PENDING_PAYMENT' AND expires_at <= ?) OR \
-                     (status = 'PAID' AND updated_at <= ?) OR \
-                     (status = 'SHIPPED' AND updated_at <= ?) LIMIT ?",
+                    "SELECT id FROM products WHERE next_due_at <= ? ORDER BY next_due_at LIMIT ?",
                 )
                 .bind(until.0)
-                .bind(until.minus(timing.shipping_delay).0)
-                .bind(until.minus(timing.delivery_delay).0)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter()
-                    .map(|row| Ok(ProductId(row.try_get::<i64, _>("product_id")? as u64)))
+                    .map(|row| Ok(ProductId(row.try_get::<i64, _>("id")? as u64)))
                     .collect()
             }
 
@@ -761,12 +757,12 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for (id, (stock, views_delta)) in &batch.counts.products {
+                for (id, (stock, views_delta, next_due_at)) in &batch.counts.products {
                     stock.check();
                     sqlx::query(
                         "UPDATE products SET total_stock = ?, stock_available = ?, \
-                         stock_reserved = ?, sold = ?, written_off = ?, views = views + ? \
-                         WHERE id = ?",
+                         stock_reserved = ?, sold = ?, written_off = ?, views = views + ?, \
+                         next_due_at = ? WHERE id = ?",
                     )
                     .bind(stock.total as i64)
                     .bind(stock.available as i64)
@@ -774,6 +770,7 @@ macro_rules! impl_store {
                     .bind(stock.sold as i64)
                     .bind(stock.written_off as i64)
                     .bind(*views_delta as i64)
+                    .bind(next_due_at.map(|t| t.0))
                     .bind(id.0 as i64)
                     .execute(&mut *tx)
                     .await?;
@@ -829,6 +826,11 @@ mod tests {
         let sizes: Vec<usize> = super::ladder(&rows).map(<[u32]>::len).collect();
         assert_eq!(sizes, vec![1_024, 256, 16, 4]);
         assert_eq!(super::ladder(&rows[..0]).count(), 0);
-        assert_eq!(super::ladder(&rows[..7]).map(<[u32]>::len).collect::<Vec<_>>(), vec![4, 2, 1]);
+        assert_eq!(
+            super::ladder(&rows[..7])
+                .map(<[u32]>::len)
+                .collect::<Vec<_>>(),
+            vec![4, 2, 1]
+        );
     }
 }
