@@ -835,7 +835,45 @@ async fn campaign_refusals(backend: Backend) {
     }
 }
 
+/// User ids and keys are stored byte for byte, whatever characters they hold.
+async fn any_user_id_round_trips(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let product = server.create_product(5, None).await;
+    let sub = "o'brien\\\"; DROP TABLE orders; -- é 🚀";
+    let who = token(sub, false);
+    let (status, order) = server.order(&who, product, 1, Some("k'\\\"`;--")).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["user_id"], sub);
+    let (_, list) = server
+        .request(Method::GET, "/v1/orders", Some(&who), None, None)
+        .await;
+    assert_eq!(list["items"][0]["user_id"], sub);
+    assert_eq!(list["items"][0]["id"], order["id"]);
+    // Another user differing only in case is another user.
+    let (_, other) = server
+        .request(
+            Method::GET,
+            "/v1/orders",
+            Some(&token(&sub.to_uppercase(), false)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(other["items"], json!([]));
+    // The key replays after a restart, so it was stored as sent.
+    let mut server = server;
+    server.kill();
+    let server = Server::start(&db, &[]);
+    let (status, replay) = server.order(&who, product, 1, Some("k'\\\"`;--")).await;
+    assert_eq!((status, &replay["id"]), (StatusCode::CREATED, &order["id"]));
+    db.probe().await.assert_consistent(product).await;
+}
+
 on_both_backends! {
+    exotic_user_ids => any_user_id_round_trips,
     pay_and_cancel => payment_and_cancellation,
     gateway => gateway_decides_without_outcome,
     expiry => reservations_expire_on_their_own,

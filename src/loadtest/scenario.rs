@@ -63,6 +63,14 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1_000)]
         quantity: u64,
     },
+    /// GET one path as fast as the server answers (e.g. `/healthz`): the
+    /// loader's own ceiling, to compare with other load tools.
+    Get {
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
     /// Orders spread over `products` products for `duration`.
     Spread {
         #[arg(long, default_value_t = 100)]
@@ -79,6 +87,7 @@ impl Scenario {
             Scenario::Hot { .. } => "hot",
             Scenario::Coupons { .. } => "coupons",
             Scenario::Spread { .. } => "spread",
+            Scenario::Get { .. } => "get",
         }
     }
 
@@ -95,6 +104,13 @@ impl Scenario {
                 );
             }
             Scenario::Hot { duration } => check_duration(*duration)?,
+            Scenario::Get { path, duration } => {
+                anyhow::ensure!(
+                    path.starts_with('/') && !path.contains(char::is_whitespace),
+                    "--path must be an absolute path without spaces"
+                );
+                check_duration(*duration)?;
+            }
             Scenario::Spread { products, duration } => {
                 anyhow::ensure!(
                     (1..=PRODUCTS_MAX).contains(products),
@@ -156,6 +172,7 @@ impl Driver {
             Scenario::Spread { products, duration } => {
                 self.spread(products, duration, connections).await?
             }
+            Scenario::Get { path, duration } => self.get(&path, duration, connections).await,
         };
         Ok(Report::new(name, url, connections, &stats, verdict))
     }
@@ -324,6 +341,16 @@ impl Driver {
             "{issued_replies} of {users} coupons issued (expected {expected}); campaign {id}: issued {issued}"
         );
         Ok((stats, Verdict { passed, detail }))
+    }
+
+    async fn get(&self, path: &str, duration: Duration, connections: usize) -> (Stats, Verdict) {
+        let request = self.endpoint.request("GET", path, None, None);
+        let budget = Budget::Until(Arc::new(vec![request]), Instant::now() + duration);
+        let stats = self.drive(budget, connections, None).await;
+        let ok = stats.with_status(200);
+        let passed = ok > 0 && ok == stats.requests();
+        let detail = format!("{ok} of {} requests answered 200", stats.requests());
+        (stats, Verdict { passed, detail })
     }
 
     async fn spread(

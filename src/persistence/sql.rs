@@ -207,7 +207,7 @@ fn sort_batch(mutations: &[Mutation]) -> Sorted<'_> {
 }
 
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $row:ty, $backend:expr, $migrations:expr) => {
+    ($store:ident, $db:ty, $row:ty, $backend:expr, $migrations:expr, $commit:ident) => {
         impl $store {
             fn product_from_row(row: &$row) -> Result<(ProductInfo, ProductStock)> {
                 let info = ProductInfo {
@@ -288,6 +288,132 @@ macro_rules! impl_store {
                     UnixMillis(row.try_get("created_at")?),
                 ))
             }
+
+            #[allow(dead_code)]
+            async fn commit_prepared(
+                &self,
+                shard: u32,
+                epoch: u64,
+                mutations: &[Mutation],
+            ) -> Result<(), CommitError> {
+                let batch = sort_batch(mutations);
+                let mut tx = self.pool.begin().await?;
+                // The fence: this takes the shard row's write lock for the whole
+                // transaction, and matches only while our epoch is current.
+                let fence = sqlx::query(
+                    "UPDATE shard_epochs SET batches = batches + 1 WHERE shard = ? AND epoch = ?",
+                )
+                .bind(i64::from(shard))
+                .bind(epoch as i64)
+                .execute(&mut *tx)
+                .await?;
+                if fence.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Err(CommitError::Fenced { shard, epoch });
+                }
+                for chunk in ladder(&batch.orders) {
+                    let mut insert = QueryBuilder::<$db>::new(concat!(
+                        "INSERT INTO orders (",
+                        order_columns!(),
+                        ") "
+                    ));
+                    insert.push_values(chunk, |mut row, order| {
+                        row.push_bind(order.id.to_string())
+                            .push_bind(order.user_id.as_str().to_string())
+                            .push_bind(order.product_id.0 as i64)
+                            .push_bind(order.quantity as i64)
+                            .push_bind(order.unit_price as i64)
+                            .push_bind(order.status.as_str())
+                            .push_bind(order.created_at.0)
+                            .push_bind(order.updated_at.0)
+                            .push_bind(order.expires_at.0);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for chunk in ladder(&batch.coupons) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO coupons (id, campaign_id, user_id, issued_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, coupon| {
+                        row.push_bind(coupon.id.to_string())
+                            .push_bind(coupon.campaign_id.0 as i64)
+                            .push_bind(coupon.user_id.as_str().to_string())
+                            .push_bind(coupon.issued_at.0);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for chunk in ladder(&batch.keys) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO idempotency_keys (item_kind, item_id, user_id, idem_key, \
+                         fingerprint, result_id, refusal, created_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, record| {
+                        let (result_id, refusal) = match &record.outcome {
+                            Ok(id) => (Some(id.clone()), None),
+                            Err(refusal) => (None, Some(refusal.code())),
+                        };
+                        row.push_bind(record.item.kind_code())
+                            .push_bind(record.item.raw_id() as i64)
+                            .push_bind(record.user.as_str().to_string())
+                            .push_bind(record.key.as_str().to_string())
+                            .push_bind(record.fingerprint as i64)
+                            .push_bind(result_id)
+                            .push_bind(refusal)
+                            .push_bind(record.recorded_at.0);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for (id, status, updated_at) in &batch.updates {
+                    sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
+                        .bind(status.as_str())
+                        .bind(updated_at.0)
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (id, (stock, views_delta, next_due_at)) in &batch.counts.products {
+                    stock.check();
+                    sqlx::query(
+                        "UPDATE products SET total_stock = ?, stock_available = ?, \
+                         stock_reserved = ?, sold = ?, written_off = ?, views = views + ?, \
+                         next_due_at = ? WHERE id = ?",
+                    )
+                    .bind(stock.total as i64)
+                    .bind(stock.available as i64)
+                    .bind(stock.reserved as i64)
+                    .bind(stock.sold as i64)
+                    .bind(stock.written_off as i64)
+                    .bind(*views_delta as i64)
+                    .bind(next_due_at.map(|t| t.0))
+                    .bind(id.0 as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for info in batch.counts.infos.values() {
+                    sqlx::query(
+                        "UPDATE products SET name = ?, price = ?, per_user_limit = ?, \
+                         sale_starts_at = ?, sale_ends_at = ? WHERE id = ?",
+                    )
+                    .bind(info.name.as_str())
+                    .bind(info.price as i64)
+                    .bind(info.per_user_limit.map(|v| v as i64))
+                    .bind(info.sale_starts_at.map(|t| t.0))
+                    .bind(info.sale_ends_at.map(|t| t.0))
+                    .bind(info.id.0 as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (id, issued) in &batch.counts.campaigns {
+                    sqlx::query("UPDATE campaigns SET issued = ? WHERE id = ?")
+                        .bind(*issued as i64)
+                        .bind(id.0 as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
         }
 
         #[async_trait]
@@ -682,122 +808,7 @@ macro_rules! impl_store {
                 epoch: u64,
                 mutations: &[Mutation],
             ) -> Result<(), CommitError> {
-                let batch = sort_batch(mutations);
-                let mut tx = self.pool.begin().await?;
-                // The fence: this takes the shard row's write lock for the whole
-                // transaction, and matches only while our epoch is current.
-                let fence = sqlx::query(
-                    "UPDATE shard_epochs SET batches = batches + 1 WHERE shard = ? AND epoch = ?",
-                )
-                .bind(i64::from(shard))
-                .bind(epoch as i64)
-                .execute(&mut *tx)
-                .await?;
-                if fence.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Err(CommitError::Fenced { shard, epoch });
-                }
-                for chunk in ladder(&batch.orders) {
-                    let mut insert = QueryBuilder::<$db>::new(concat!(
-                        "INSERT INTO orders (",
-                        order_columns!(),
-                        ") "
-                    ));
-                    insert.push_values(chunk, |mut row, order| {
-                        row.push_bind(order.id.to_string())
-                            .push_bind(order.user_id.as_str().to_string())
-                            .push_bind(order.product_id.0 as i64)
-                            .push_bind(order.quantity as i64)
-                            .push_bind(order.unit_price as i64)
-                            .push_bind(order.status.as_str())
-                            .push_bind(order.created_at.0)
-                            .push_bind(order.updated_at.0)
-                            .push_bind(order.expires_at.0);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-                for chunk in ladder(&batch.coupons) {
-                    let mut insert = QueryBuilder::<$db>::new(
-                        "INSERT INTO coupons (id, campaign_id, user_id, issued_at) ",
-                    );
-                    insert.push_values(chunk, |mut row, coupon| {
-                        row.push_bind(coupon.id.to_string())
-                            .push_bind(coupon.campaign_id.0 as i64)
-                            .push_bind(coupon.user_id.as_str().to_string())
-                            .push_bind(coupon.issued_at.0);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-                for chunk in ladder(&batch.keys) {
-                    let mut insert = QueryBuilder::<$db>::new(
-                        "INSERT INTO idempotency_keys (item_kind, item_id, user_id, idem_key, \
-                         fingerprint, result_id, refusal, created_at) ",
-                    );
-                    insert.push_values(chunk, |mut row, record| {
-                        let (result_id, refusal) = match &record.outcome {
-                            Ok(id) => (Some(id.clone()), None),
-                            Err(refusal) => (None, Some(refusal.code())),
-                        };
-                        row.push_bind(record.item.kind_code())
-                            .push_bind(record.item.raw_id() as i64)
-                            .push_bind(record.user.as_str().to_string())
-                            .push_bind(record.key.as_str().to_string())
-                            .push_bind(record.fingerprint as i64)
-                            .push_bind(result_id)
-                            .push_bind(refusal)
-                            .push_bind(record.recorded_at.0);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-                for (id, status, updated_at) in &batch.updates {
-                    sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
-                        .bind(status.as_str())
-                        .bind(updated_at.0)
-                        .bind(id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for (id, (stock, views_delta, next_due_at)) in &batch.counts.products {
-                    stock.check();
-                    sqlx::query(
-                        "UPDATE products SET total_stock = ?, stock_available = ?, \
-                         stock_reserved = ?, sold = ?, written_off = ?, views = views + ?, \
-                         next_due_at = ? WHERE id = ?",
-                    )
-                    .bind(stock.total as i64)
-                    .bind(stock.available as i64)
-                    .bind(stock.reserved as i64)
-                    .bind(stock.sold as i64)
-                    .bind(stock.written_off as i64)
-                    .bind(*views_delta as i64)
-                    .bind(next_due_at.map(|t| t.0))
-                    .bind(id.0 as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for info in batch.counts.infos.values() {
-                    sqlx::query(
-                        "UPDATE products SET name = ?, price = ?, per_user_limit = ?, \
-                         sale_starts_at = ?, sale_ends_at = ? WHERE id = ?",
-                    )
-                    .bind(info.name.as_str())
-                    .bind(info.price as i64)
-                    .bind(info.per_user_limit.map(|v| v as i64))
-                    .bind(info.sale_starts_at.map(|t| t.0))
-                    .bind(info.sale_ends_at.map(|t| t.0))
-                    .bind(info.id.0 as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (id, issued) in &batch.counts.campaigns {
-                    sqlx::query("UPDATE campaigns SET issued = ? WHERE id = ?")
-                        .bind(*issued as i64)
-                        .bind(id.0 as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                self.$commit(shard, epoch, mutations).await
             }
         }
     };
@@ -808,18 +819,216 @@ impl_store!(
     Sqlite,
     SqliteRow,
     Backend::Sqlite,
-    SQLITE_MIGRATIONS
+    SQLITE_MIGRATIONS,
+    commit_prepared
 );
 impl_store!(
     MySqlStore,
     MySql,
     MySqlRow,
     Backend::MySql,
-    MYSQL_MIGRATIONS
+    MYSQL_MIGRATIONS,
+    commit_in_one_round_trip
 );
+
+impl MySqlStore {
+    /// The batch as one multi-statement text query: `BEGIN`, the fence, every
+    /// insert and update, `COMMIT`, in a single round trip to the server. With
+    /// prepared statements a batch took nine or more round trips, and while
+    /// one batch is in flight per shard, round trips are what a durable reply
+    /// waits for. If any statement fails (the fence fails by design when the
+    /// epoch moved), the server stops there with the transaction open; it is
+    /// rolled back (or the connection discarded) and the epoch re-read.
+    async fn commit_in_one_round_trip(
+        &self,
+        shard: u32,
+        epoch: u64,
+        mutations: &[Mutation],
+    ) -> Result<(), CommitError> {
+        let batch = sort_batch(mutations);
+        let sql = mysql_batch_sql(shard, epoch, &batch);
+        let mut conn = self.pool.acquire().await?;
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let rolled_back = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_ok();
+                if !rolled_back {
+                    let _ = conn.close().await;
+                }
+                let current: Option<i64> =
+                    sqlx::query_scalar("SELECT epoch FROM shard_epochs WHERE shard = ?")
+                        .bind(i64::from(shard))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if current != Some(epoch as i64) {
+                    return Err(CommitError::Fenced { shard, epoch });
+                }
+                Err(CommitError::Store(StoreError::Database(error)))
+            }
+        }
+    }
+}
+
+/// A string as a MySQL literal that cannot break out of its quotes whatever it
+/// holds: its UTF-8 bytes in hex, read as utf8mb4.
+fn mysql_text(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    if text.is_empty() {
+        out.push_str("''");
+        return;
+    }
+    out.push_str("_utf8mb4 X'");
+    for byte in text.as_bytes() {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out.push('\'');
+}
+
+fn mysql_opt_int(out: &mut String, value: Option<i64>) {
+    use std::fmt::Write as _;
+    match value {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("NULL"),
+    }
+}
+
+/// The SQL of one batch for `commit_in_one_round_trip`. Only integers, ULIDs,
+/// fixed status and refusal codes, and hex literals are written into it.
+fn mysql_batch_sql(shard: u32, epoch: u64, batch: &Sorted<'_>) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(256 + batch.orders.len() * 160);
+    // The fence: a NOT NULL column set to NULL fails the statement (and so the
+    // batch) unless the epoch is ours; it also takes the shard row's lock.
+    let _ = write!(
+        sql,
+        "BEGIN;UPDATE shard_epochs SET batches = batches + 1, \
+         epoch = IF(epoch = {epoch}, epoch, NULL) WHERE shard = {shard};"
+    );
+    if !batch.orders.is_empty() {
+        sql.push_str(concat!(
+            "INSERT INTO orders (",
+            order_columns!(),
+            ") VALUES "
+        ));
+        for (i, o) in batch.orders.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "('{}',", o.id);
+            mysql_text(&mut sql, o.user_id.as_str());
+            let _ = write!(
+                sql,
+                ",{},{},{},'{}',{},{},{})",
+                o.product_id.0,
+                o.quantity,
+                o.unit_price,
+                o.status.as_str(),
+                o.created_at.0,
+                o.updated_at.0,
+                o.expires_at.0
+            );
+        }
+        sql.push(';');
+    }
+    if !batch.coupons.is_empty() {
+        sql.push_str("INSERT INTO coupons (id, campaign_id, user_id, issued_at) VALUES ");
+        for (i, c) in batch.coupons.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "('{}',{},", c.id, c.campaign_id.0);
+            mysql_text(&mut sql, c.user_id.as_str());
+            let _ = write!(sql, ",{})", c.issued_at.0);
+        }
+        sql.push(';');
+    }
+    if !batch.keys.is_empty() {
+        sql.push_str(
+            "INSERT INTO idempotency_keys (item_kind, item_id, user_id, idem_key, \
+             fingerprint, result_id, refusal, created_at) VALUES ",
+        );
+        for (i, k) in batch.keys.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "('{}',{},", k.item.kind_code(), k.item.raw_id());
+            mysql_text(&mut sql, k.user.as_str());
+            sql.push(',');
+            mysql_text(&mut sql, k.key.as_str());
+            let _ = write!(sql, ",{},", k.fingerprint);
+            match &k.outcome {
+                Ok(id) => {
+                    mysql_text(&mut sql, id);
+                    sql.push_str(",NULL,");
+                }
+                Err(refusal) => {
+                    let _ = write!(sql, "NULL,'{}',", refusal.code());
+                }
+            }
+            let _ = write!(sql, "{})", k.recorded_at.0);
+        }
+        sql.push(';');
+    }
+    for (id, status, updated_at) in &batch.updates {
+        let _ = write!(
+            sql,
+            "UPDATE orders SET status = '{}', updated_at = {} WHERE id = '{id}';",
+            status.as_str(),
+            updated_at.0
+        );
+    }
+    for (id, (stock, views_delta, next_due_at)) in &batch.counts.products {
+        stock.check();
+        let _ = write!(
+            sql,
+            "UPDATE products SET total_stock = {}, stock_available = {}, stock_reserved = {}, \
+             sold = {}, written_off = {}, views = views + {views_delta}, next_due_at = ",
+            stock.total, stock.available, stock.reserved, stock.sold, stock.written_off
+        );
+        mysql_opt_int(&mut sql, next_due_at.map(|t| t.0));
+        let _ = write!(sql, " WHERE id = {};", id.0);
+    }
+    for info in batch.counts.infos.values() {
+        sql.push_str("UPDATE products SET name = ");
+        mysql_text(&mut sql, &info.name);
+        let _ = write!(sql, ", price = {}, per_user_limit = ", info.price);
+        mysql_opt_int(&mut sql, info.per_user_limit.map(|v| v as i64));
+        sql.push_str(", sale_starts_at = ");
+        mysql_opt_int(&mut sql, info.sale_starts_at.map(|t| t.0));
+        sql.push_str(", sale_ends_at = ");
+        mysql_opt_int(&mut sql, info.sale_ends_at.map(|t| t.0));
+        let _ = write!(sql, " WHERE id = {};", info.id.0);
+    }
+    for (id, issued) in &batch.counts.campaigns {
+        let _ = write!(
+            sql,
+            "UPDATE campaigns SET issued = {issued} WHERE id = {};",
+            id.0
+        );
+    }
+    sql.push_str("COMMIT");
+    sql
+}
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_literals_are_hex_whatever_they_hold() {
+        let mut sql = String::new();
+        super::mysql_text(&mut sql, "a'b\\c é");
+        assert_eq!(sql, "_utf8mb4 X'6127625c6320c3a9'");
+        assert!(
+            sql[11..sql.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        );
+    }
+
     #[test]
     fn ladder_cuts_powers_of_two() {
         let rows: Vec<u32> = (0..1_300).collect();
