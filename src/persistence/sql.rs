@@ -875,14 +875,15 @@ impl MySqlStore {
 /// A string as a MySQL literal that cannot break out of its quotes whatever it
 /// holds: its UTF-8 bytes in hex, read as utf8mb4.
 fn mysql_text(out: &mut String, text: &str) {
-    use std::fmt::Write as _;
     if text.is_empty() {
         out.push_str("''");
         return;
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push_str("_utf8mb4 X'");
     for byte in text.as_bytes() {
-        let _ = write!(out, "{byte:02x}");
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0xf)] as char);
     }
     out.push('\'');
 }
