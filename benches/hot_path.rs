@@ -17,6 +17,10 @@ use flashstock::config::Cli;
 use flashstock::domain::{ProductId, Quantity, UnixMillis, UserId};
 use flashstock::persistence::NewProduct;
 
+/// The same allocator as the `flashstock` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Callers at once: about what 256 HTTP connections put in flight.
 const CONCURRENCY: usize = 256;
 /// Distinct buyers cycled through (no per-user limit is set).

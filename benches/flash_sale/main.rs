@@ -74,6 +74,9 @@ struct Args {
     mysql: String,
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
+    /// Render the reports again from an earlier `report.json`, without running.
+    #[arg(long)]
+    render: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -84,6 +87,11 @@ fn main() -> anyhow::Result<()> {
         return serve_child(&strategy);
     }
     let args = Args::parse();
+    if let Some(json) = &args.render {
+        let summary = report::render_again(json, &args.out)?;
+        println!("{summary}");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(compare(args))
 }

@@ -9,7 +9,7 @@ use flashstock::loadtest::Stats;
 use plotters::prelude::*;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Row {
     pub strategy: String,
     pub scenario: String,
@@ -74,6 +74,19 @@ pub fn write_reports(
     Ok(markdown)
 }
 
+/// Writes `report.md` and `report.svg` again from a `report.json`.
+pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json)?)?;
+    let rows: Vec<Row> = serde_json::from_value(report["results"].clone())?;
+    let connections = report["connections"].as_u64().unwrap_or(0) as usize;
+    let duration_s = report["duration_s"].as_f64().unwrap_or(0.0);
+    std::fs::create_dir_all(out)?;
+    let markdown = markdown(connections, duration_s, &rows);
+    std::fs::write(out.join("report.md"), &markdown)?;
+    chart(&out.join("report.svg"), &rows)?;
+    Ok(markdown)
+}
+
 fn markdown(connections: usize, duration_s: f64, rows: &[Row]) -> String {
     let mut md = String::new();
     let _ = writeln!(
@@ -112,54 +125,80 @@ fn chart(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     if hot.is_empty() {
         return Ok(());
     }
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 80 + 48 * hot.len() as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(600);
     let names: Vec<String> = hot.iter().map(|r| r.strategy.clone()).collect();
-    let panel = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-                 title: &str,
-                 values: Vec<f64>,
-                 colour: RGBColor|
-     -> anyhow::Result<()> {
-        let top = values.iter().cloned().fold(0.0, f64::max).max(1e-3) * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(130)
-            .y_label_area_size(70)
-            .build_cartesian_2d(-0.5f64..(values.len() as f64 - 0.5), 0f64..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(values.len())
-            .x_label_formatter(&|x| {
-                let i = x.round() as usize;
-                names.get(i).cloned().unwrap_or_default()
-            })
-            .x_label_style(
-                ("sans-serif", 12)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
-            .draw()?;
-        chart.draw_series(values.iter().enumerate().map(|(i, v)| {
-            let x = i as f64;
-            Rectangle::new([(x - 0.35, 0.0), (x + 0.35, *v)], colour.filled())
-        }))?;
-        Ok(())
+    let rows_range = -0.5f64..(hot.len() as f64 - 0.5);
+    let label = |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() > 0.01 {
+            return String::new();
+        }
+        names.get(i as usize).cloned().unwrap_or_default()
     };
-    panel(
-        &left,
-        "hot: orders/s",
-        hot.iter().map(|r| r.orders_per_s).collect(),
-        RGBColor(52, 101, 164),
-    )?;
-    panel(
-        &right,
-        "hot: p99 latency (ms)",
-        hot.iter().map(|r| r.p99_ms).collect(),
-        RGBColor(204, 0, 0),
-    )?;
+
+    // Orders per second, linear.
+    let top = hot.iter().map(|r| r.orders_per_s).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&left)
+        .caption("hot: orders/s (higher is better)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(150)
+        .build_cartesian_2d(0f64..top, rows_range.clone())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(hot.len() * 2 + 1)
+        .y_label_formatter(&label)
+        .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
+        .draw()?;
+    chart.draw_series(hot.iter().enumerate().map(|(i, r)| {
+        let y = i as f64;
+        Rectangle::new(
+            [(0.0, y - 0.35), (r.orders_per_s, y + 0.35)],
+            RGBColor(52, 101, 164).filled(),
+        )
+    }))?;
+    chart.draw_series(hot.iter().enumerate().map(|(i, r)| {
+        Text::new(
+            format!(" {:.0}", r.orders_per_s),
+            (r.orders_per_s, i as f64 + 0.15),
+            ("sans-serif", 12),
+        )
+    }))?;
+
+    // p99 latency, logarithmic: the lock-based designs are seconds, the rest ms.
+    let top = hot.iter().map(|r| r.p99_ms).fold(1.0, f64::max) * 4.0;
+    let mut chart = ChartBuilder::on(&right)
+        .caption(
+            "hot: p99 latency, ms (log scale, lower is better)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(150)
+        .build_cartesian_2d((0.1f64..top).log_scale(), rows_range)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(hot.len() * 2 + 1)
+        .y_label_formatter(&label)
+        .draw()?;
+    chart.draw_series(hot.iter().enumerate().map(|(i, r)| {
+        let y = i as f64;
+        Rectangle::new(
+            [(0.1, y - 0.35), (r.p99_ms.max(0.1), y + 0.35)],
+            RGBColor(204, 0, 0).filled(),
+        )
+    }))?;
+    chart.draw_series(hot.iter().enumerate().map(|(i, r)| {
+        Text::new(
+            format!(" {:.1}", r.p99_ms),
+            (r.p99_ms.max(0.1), i as f64 + 0.15),
+            ("sans-serif", 12),
+        )
+    }))?;
     root.present()?;
     Ok(())
 }
