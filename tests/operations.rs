@@ -360,7 +360,50 @@ async fn authentication_and_bad_input(backend: Backend) {
     assert!(admin_token().len() > 10);
 }
 
+async fn loadtest_checks_a_drop(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &[]);
+    let report = db.dir().join("drop.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
+        .args(["loadtest", "--url", &server.url, "--connections", "64"])
+        .args([
+            "--json",
+            report.to_str().unwrap(),
+            "--jwt-secret",
+            JWT_SECRET,
+        ])
+        .args(["drop", "--users", "500", "--stock", "20"])
+        .output()
+        .expect("run loadtest");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(table.contains("verdict       PASS"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        report["replies"],
+        json!({"201": 20, "409 out_of_stock": 480})
+    );
+    assert_eq!(report["verdict"]["passed"], true);
+    assert!(report["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    // A wrong secret cannot set the drop up: the verdict is a failure, not a panic.
+    let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
+        .args(["loadtest", "--url", &server.url, "--jwt-secret", "wrong"])
+        .args(["drop", "--users", "10", "--stock", "1"])
+        .output()
+        .expect("run loadtest");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+}
+
 on_both_backends! {
+    loadtest_drop => loadtest_checks_a_drop,
     migrate_cli => migrate_subcommand_prepares_the_database,
     passivation => idle_actors_passivate_and_reactivate,
     health_metrics => health_and_metrics,
