@@ -114,23 +114,14 @@ async fn restart_continues_where_it_stopped(backend: Backend) {
         (status, &refused["code"]),
         (StatusCode::CONFLICT, &"purchase_limit_exceeded".into())
     );
-    let coupon = |token: String, key: Option<&'static str>| {
-        let server = &server;
-        async move {
-            server
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/v1/campaigns/{campaign}/coupons"),
-                    Some(&token),
-                    None,
-                    key,
-                )
-                .await
-        }
-    };
-    let (status, erin_coupon) = coupon(erin.clone(), Some("erin-coupon")).await;
+    let (status, erin_coupon) = server
+        .claim_coupon(&erin.clone(), campaign, Some("erin-coupon"))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(coupon(user_token(1), None).await.0, StatusCode::CREATED);
+    assert_eq!(
+        server.claim_coupon(&user_token(1), campaign, None).await.0,
+        StatusCode::CREATED
+    );
     let before = server.product(product).await;
     // SIGKILL: the restart must not depend on a clean shutdown.
     server.kill();
@@ -153,32 +144,23 @@ async fn restart_continues_where_it_stopped(backend: Backend) {
         (StatusCode::CONFLICT, &refused["code"])
     );
     // Campaign: 2 of 3 issued; erin's key replays her coupon; one left.
-    let coupon = |token: String, key: Option<&'static str>| {
-        let server = &server;
-        async move {
-            server
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/v1/campaigns/{campaign}/coupons"),
-                    Some(&token),
-                    None,
-                    key,
-                )
-                .await
-        }
-    };
-    let (status, replay) = coupon(erin.clone(), Some("erin-coupon")).await;
+    let (status, replay) = server
+        .claim_coupon(&erin.clone(), campaign, Some("erin-coupon"))
+        .await;
     assert_eq!(
         (status, &replay["id"]),
         (StatusCode::CREATED, &erin_coupon["id"])
     );
-    let (status, body) = coupon(erin.clone(), None).await;
+    let (status, body) = server.claim_coupon(&erin, campaign, None).await;
     assert_eq!(
         (status, &body["code"]),
         (StatusCode::CONFLICT, &"issue_limit_reached".into())
     );
-    assert_eq!(coupon(user_token(2), None).await.0, StatusCode::CREATED);
-    let (status, body) = coupon(user_token(3), None).await;
+    assert_eq!(
+        server.claim_coupon(&user_token(2), campaign, None).await.0,
+        StatusCode::CREATED
+    );
+    let (status, body) = server.claim_coupon(&user_token(3), campaign, None).await;
     assert_eq!(
         (status, &body["code"]),
         (StatusCode::CONFLICT, &"sold_out".into())

@@ -93,17 +93,7 @@ async fn coupon_race(backend: Backend) {
     let campaign = server.create_campaign(1_000, 1).await;
     let issue = |token: String| {
         let server = &server;
-        async move {
-            server
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/v1/campaigns/{campaign}/coupons"),
-                    Some(&token),
-                    None,
-                    None,
-                )
-                .await
-        }
+        async move { server.claim_coupon(&token, campaign, None).await }
     };
     use futures::StreamExt;
     let replies: Vec<_> = futures::stream::iter((0..5_000).map(user_token))
@@ -132,17 +122,7 @@ async fn coupon_race(backend: Backend) {
     let bob = token("bob", false);
     let issue = |token: String| {
         let server = &server;
-        async move {
-            server
-                .request(
-                    reqwest::Method::POST,
-                    &format!("/v1/campaigns/{campaign}/coupons"),
-                    Some(&token),
-                    None,
-                    None,
-                )
-                .await
-        }
+        async move { server.claim_coupon(&token, campaign, None).await }
     };
     let replies: Vec<_> = futures::stream::iter(std::iter::repeat_n(bob, 50))
         .map(issue)

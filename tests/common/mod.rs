@@ -445,6 +445,18 @@ impl Server {
         .await
     }
 
+    /// `POST /v1/campaigns/{campaign}/coupons` as the token's user.
+    pub async fn claim_coupon(
+        &self,
+        token: &str,
+        campaign: u64,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let path = format!("/v1/campaigns/{campaign}/coupons");
+        self.request(reqwest::Method::POST, &path, Some(token), None, key)
+            .await
+    }
+
     pub async fn product(&self, product: u64) -> Value {
         let (status, body) = self
             .request(
