@@ -82,3 +82,53 @@ fn describe() {
     describe_gauge!(ACTIVE_ACTORS, "Running item actors by kind.");
     describe_counter!(ACTIVATIONS_TOTAL, "Item actor activations by kind.");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECLARED: &[&str] = &[
+        HTTP_REQUESTS_TOTAL,
+        HTTP_REQUEST_SECONDS,
+        RESERVATIONS_TOTAL,
+        COUPON_ISSUES_TOTAL,
+        WRITER_BATCHES_TOTAL,
+        WRITER_BATCH_ROWS,
+        WRITER_FLUSH_SECONDS,
+        WRITER_QUEUE_ROWS,
+        RESERVATIONS_EXPIRED_TOTAL,
+        ACTIVE_ACTORS,
+        ACTIVATIONS_TOTAL,
+    ];
+
+    /// The dashboard and the alert rules use only metrics this catalogue declares.
+    #[test]
+    fn dashboards_and_alerts_name_declared_metrics() {
+        for (file, text) in [
+            (
+                "ops/grafana/flashstock.json",
+                include_str!("../ops/grafana/flashstock.json"),
+            ),
+            (
+                "ops/prometheus/alerts.yml",
+                include_str!("../ops/prometheus/alerts.yml"),
+            ),
+        ] {
+            let mut used = 0;
+            for start in text.match_indices("flashstock_").map(|(i, _)| i) {
+                let name: String = text[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|base| DECLARED.contains(base))
+                    .unwrap_or(&name);
+                assert!(DECLARED.contains(&base), "{file} uses undeclared {name}");
+                used += 1;
+            }
+            assert!(used > 3, "{file} names too few metrics");
+        }
+    }
+}
