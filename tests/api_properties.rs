@@ -171,8 +171,8 @@ async fn run_case(server: &Server, db: &TestDb, ops: Vec<Op>) -> Result<(), Test
 
     tokio::time::sleep(SETTLE).await;
     let probe = db.probe().await;
-    // Writes are behind the actor by at most a batch: wait for the database to
-    // hold what the actor shows.
+    // Writes are behind the actor by at most a batch: wait (boundedly) for the
+    // database to hold what the actor shows.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (live, stored) = loop {
         let live = server.product(product).await;
@@ -182,7 +182,9 @@ async fn run_case(server: &Server, db: &TestDb, ops: Vec<Op>) -> Result<(), Test
             && live["stock_reserved"] == stored.reserved
             && live["sold"] == stored.sold
             && live["written_off"] == stored.written_off;
-        if same || Instant::now() > deadline {
+        // Every reservation expires within the settle time; on a loaded machine
+        // the last expiry may still be on its way to the database.
+        if (same && stored.reserved == 0) || Instant::now() > deadline {
             break (live, stored);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
