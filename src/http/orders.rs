@@ -54,11 +54,22 @@ fn order_id(text: &str) -> Result<OrderId, ApiError> {
     text.parse().map_err(|_| Refusal::OrderNotFound.into())
 }
 
-fn asker(caller: Caller) -> Asker {
-    Asker {
+/// Moves the order for the caller and answers with it.
+async fn act(
+    state: &AppState,
+    caller: Caller,
+    id: &str,
+    action: OrderAction,
+) -> Result<Json<OrderBody>, ApiError> {
+    let asker = Asker {
         user: caller.user,
         admin: caller.admin,
-    }
+    };
+    let order = state
+        .engine
+        .change_order(order_id(id)?, &asker, action)
+        .await?;
+    Ok(Json(order.into()))
 }
 
 /// Place an order: reserves `quantity` units for the caller.
@@ -174,11 +185,7 @@ pub async fn pay(
     OptionalJson(body): OptionalJson<Pay>,
 ) -> Result<Json<OrderBody>, ApiError> {
     let succeed = body.outcome.map(|o| matches!(o, PaymentOutcome::Success));
-    let order = state
-        .engine
-        .change_order(order_id(&id)?, &asker(caller), OrderAction::Pay { succeed })
-        .await?;
-    Ok(Json(order.into()))
+    act(&state, caller, &id, OrderAction::Pay { succeed }).await
 }
 
 /// Cancel an unpaid or paid (not yet shipped) order; its units return to stock.
@@ -197,11 +204,7 @@ pub async fn cancel(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
-    let order = state
-        .engine
-        .change_order(order_id(&id)?, &asker(caller), OrderAction::Cancel)
-        .await?;
-    Ok(Json(order.into()))
+    act(&state, caller, &id, OrderAction::Cancel).await
 }
 
 /// Ask to return a delivered order.
@@ -220,11 +223,7 @@ pub async fn request_return(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderBody>, ApiError> {
-    let order = state
-        .engine
-        .change_order(order_id(&id)?, &asker(caller), OrderAction::Return)
-        .await?;
-    Ok(Json(order.into()))
+    act(&state, caller, &id, OrderAction::Return).await
 }
 
 /// Complete a return: restock the units (default) or write them off.
@@ -251,13 +250,11 @@ pub async fn complete_return(
     OptionalJson(body): OptionalJson<CompleteReturn>,
 ) -> Result<Json<OrderBody>, ApiError> {
     let restock = body.restock.unwrap_or(true);
-    let order = state
-        .engine
-        .change_order(
-            order_id(&id)?,
-            &asker(admin.0),
-            OrderAction::CompleteReturn { restock },
-        )
-        .await?;
-    Ok(Json(order.into()))
+    act(
+        &state,
+        admin.0,
+        &id,
+        OrderAction::CompleteReturn { restock },
+    )
+    .await
 }
