@@ -233,19 +233,32 @@ macro_rules! impl_store {
             }
 
             fn order_from_row(row: &$row) -> Result<Order> {
-                let id: String = row.try_get("id")?;
-                let status: String = row.try_get("status")?;
+                Self::order_from_columns(row, "")
+            }
+
+            /// An order from columns named with `prefix` (for joins).
+            fn order_from_columns(row: &$row, prefix: &str) -> Result<Order> {
+                let column = |name: &'static str| -> std::borrow::Cow<'static, str> {
+                    if prefix.is_empty() {
+                        name.into()
+                    } else {
+                        format!("{prefix}{name}").into()
+                    }
+                };
+                let id: String = row.try_get(column("id").as_ref())?;
+                let status: String = row.try_get(column("status").as_ref())?;
+                let int = |name: &'static str| row.try_get::<i64, _>(column(name).as_ref());
                 Ok(Order {
                     id: id.parse().map_err(corrupt)?,
-                    user_id: user_id(row.try_get("user_id")?)?,
-                    product_id: ProductId(row.try_get::<i64, _>("product_id")? as u64),
-                    quantity: row.try_get::<i64, _>("quantity")? as u64,
-                    unit_price: row.try_get::<i64, _>("unit_price")? as u64,
+                    user_id: user_id(row.try_get(column("user_id").as_ref())?)?,
+                    product_id: ProductId(int("product_id")? as u64),
+                    quantity: int("quantity")? as u64,
+                    unit_price: int("unit_price")? as u64,
                     status: OrderStatus::parse(&status)
                         .ok_or_else(|| corrupt(format!("unknown order status {status:?}")))?,
-                    created_at: UnixMillis(row.try_get("created_at")?),
-                    updated_at: UnixMillis(row.try_get("updated_at")?),
-                    expires_at: UnixMillis(row.try_get("expires_at")?),
+                    created_at: UnixMillis(int("created_at")?),
+                    updated_at: UnixMillis(int("updated_at")?),
+                    expires_at: UnixMillis(int("expires_at")?),
                 })
             }
 
@@ -596,23 +609,7 @@ macro_rules! impl_store {
                     let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
                     let order = match row.try_get::<Option<String>, _>("o_id")? {
                         None => None,
-                        Some(order_id) => {
-                            let status: String = row.try_get("o_status")?;
-                            Some(Order {
-                                id: order_id.parse().map_err(corrupt)?,
-                                user_id: user_id(row.try_get("o_user_id")?)?,
-                                product_id: ProductId(
-                                    row.try_get::<i64, _>("o_product_id")? as u64
-                                ),
-                                quantity: row.try_get::<i64, _>("o_quantity")? as u64,
-                                unit_price: row.try_get::<i64, _>("o_unit_price")? as u64,
-                                status: OrderStatus::parse(&status)
-                                    .ok_or_else(|| corrupt(format!("status {status:?}")))?,
-                                created_at: UnixMillis(row.try_get("o_created_at")?),
-                                updated_at: UnixMillis(row.try_get("o_updated_at")?),
-                                expires_at: UnixMillis(row.try_get("o_expires_at")?),
-                            })
-                        }
+                        Some(_) => Some(Self::order_from_columns(row, "o_")?),
                     };
                     let outcome = key_outcome(order, row.try_get("refusal")?)?;
                     keys.push(LoadedKey {
