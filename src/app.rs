@@ -14,14 +14,18 @@ use crate::cluster::{LocalOwnership, Ownership};
 use crate::config::{DEVELOPMENT_JWT_SECRET, Settings};
 use crate::domain::Timing;
 use crate::http::{AppState, Auth};
-use crate::persistence::writer::{ShardWriter, WriterLimits};
-use crate::persistence::{self, SharedStore};
+use crate::persistence::writer::{Committer, ShardWriter, WriterLimits};
+use crate::persistence::{self, Backend, SharedStore};
 
 /// How long a durable reply waits for its batch before answering 503.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often actors run their periodic checks (expiry, idleness).
 const ACTOR_TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Transactions in flight at once against MariaDB (across shards): its group
+/// commit lets them share fsyncs, and a few keep it busy without queueing.
+const COMMIT_WORKERS_SERVER_DATABASE: usize = 4;
 
 /// How often the node looks for passivated products with orders falling due.
 const TIMER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,9 +79,19 @@ impl Node {
             .zip(&epochs)
             .map(|(shard, epoch)| ShardWriter::new(*shard, *epoch, limits))
             .collect();
+        let commit_workers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::MySql => COMMIT_WORKERS_SERVER_DATABASE,
+        };
+        let committer = Committer::start(store.clone(), commit_workers, limits.batch_rows_max);
         let writer_tasks = writers
             .iter()
-            .map(|w| tokio::spawn(w.clone().run(store.clone(), node_id.clone())))
+            .map(|w| {
+                let run = w
+                    .clone()
+                    .run(committer.clone(), store.clone(), node_id.clone());
+                tokio::spawn(run)
+            })
             .collect();
 
         let actor_system = ActorSystem::start(settings.arbiter_count());

@@ -37,6 +37,9 @@ pub enum CommitError {
     Fenced { shard: u32, epoch: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The node is shutting down and no longer commits.
+    #[error("the committer has stopped")]
+    Stopped,
 }
 
 impl From<sqlx::Error> for CommitError {
@@ -202,14 +205,18 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Coupon>>;
 
-    /// Commits `mutations` in one transaction, after checking (and locking) the
-    /// shard's epoch row. Fenced if the epoch is no longer `epoch`.
-    async fn commit_batch(
-        &self,
-        shard: u32,
-        epoch: u64,
-        mutations: &[Mutation],
-    ) -> Result<(), CommitError>;
+    /// Commits the batches of one or more shards in one transaction, after
+    /// checking (and locking) each shard's epoch row. Fenced if any shard's epoch
+    /// is no longer the batch's; then nothing is written.
+    async fn commit_batches(&self, batches: &[ShardBatch<'_>]) -> Result<(), CommitError>;
+}
+
+/// One shard's batch, fenced by the epoch its writer holds.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardBatch<'a> {
+    pub shard: u32,
+    pub epoch: u64,
+    pub mutations: &'a [Mutation],
 }
 
 pub type SharedStore = Arc<dyn Store>;

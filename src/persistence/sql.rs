@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::{
     Backend, CampaignLoad, CommitError, KeyRecord, LoadedKey, Mutation, NewCampaign, NewProduct,
-    ProductLoad, Result, SharedStore, Store, StoreError,
+    ProductLoad, Result, ShardBatch, SharedStore, Store, StoreError,
 };
 use crate::domain::{
     CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, Discount, IdempotencyKey, Order,
@@ -152,7 +152,7 @@ struct Sorted<'a> {
     counts: Counts,
 }
 
-fn sort_batch(mutations: &[Mutation]) -> Sorted<'_> {
+fn sort_batch<'a>(mutations: impl Iterator<Item = &'a Mutation>) -> Sorted<'a> {
     let mut sorted = Sorted {
         orders: Vec::new(),
         updates: Vec::new(),
@@ -303,26 +303,26 @@ macro_rules! impl_store {
             }
 
             #[allow(dead_code)]
-            async fn commit_prepared(
-                &self,
-                shard: u32,
-                epoch: u64,
-                mutations: &[Mutation],
-            ) -> Result<(), CommitError> {
-                let batch = sort_batch(mutations);
+            async fn commit_prepared(&self, batches: &[ShardBatch<'_>]) -> Result<(), CommitError> {
+                let batch = sort_batch(batches.iter().flat_map(|b| b.mutations));
                 let mut tx = self.pool.begin().await?;
-                // The fence: this takes the shard row's write lock for the whole
-                // transaction, and matches only while our epoch is current.
-                let fence = sqlx::query(
-                    "UPDATE shard_epochs SET batches = batches + 1 WHERE shard = ? AND epoch = ?",
-                )
-                .bind(i64::from(shard))
-                .bind(epoch as i64)
-                .execute(&mut *tx)
-                .await?;
-                if fence.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Err(CommitError::Fenced { shard, epoch });
+                // The fences: each takes its shard row's write lock for the whole
+                // transaction, and matches only while that epoch is current.
+                for ShardBatch { shard, epoch, .. } in batches {
+                    let fence = sqlx::query(
+                        "UPDATE shard_epochs SET batches = batches + 1 WHERE shard = ? AND epoch = ?",
+                    )
+                    .bind(i64::from(*shard))
+                    .bind(*epoch as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                    if fence.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Err(CommitError::Fenced {
+                            shard: *shard,
+                            epoch: *epoch,
+                        });
+                    }
                 }
                 for chunk in ladder(&batch.orders) {
                     let mut insert = QueryBuilder::<$db>::new(concat!(
@@ -799,13 +799,8 @@ macro_rules! impl_store {
                 rows.iter().map(Self::coupon_from_row).collect()
             }
 
-            async fn commit_batch(
-                &self,
-                shard: u32,
-                epoch: u64,
-                mutations: &[Mutation],
-            ) -> Result<(), CommitError> {
-                self.$commit(shard, epoch, mutations).await
+            async fn commit_batches(&self, batches: &[ShardBatch<'_>]) -> Result<(), CommitError> {
+                self.$commit(batches).await
             }
         }
     };
@@ -838,12 +833,10 @@ impl MySqlStore {
     /// rolled back (or the connection discarded) and the epoch re-read.
     async fn commit_in_one_round_trip(
         &self,
-        shard: u32,
-        epoch: u64,
-        mutations: &[Mutation],
+        batches: &[ShardBatch<'_>],
     ) -> Result<(), CommitError> {
-        let batch = sort_batch(mutations);
-        let sql = mysql_batch_sql(shard, epoch, &batch);
+        let batch = sort_batch(batches.iter().flat_map(|b| b.mutations));
+        let sql = mysql_batch_sql(batches, &batch);
         let mut conn = self.pool.acquire().await?;
         match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut *conn)
@@ -855,13 +848,18 @@ impl MySqlStore {
                 if !rolled_back {
                     let _ = conn.close().await;
                 }
-                let current: Option<i64> =
-                    sqlx::query_scalar("SELECT epoch FROM shard_epochs WHERE shard = ?")
-                        .bind(i64::from(shard))
-                        .fetch_optional(&self.pool)
-                        .await?;
-                if current != Some(epoch as i64) {
-                    return Err(CommitError::Fenced { shard, epoch });
+                for ShardBatch { shard, epoch, .. } in batches {
+                    let current: Option<i64> =
+                        sqlx::query_scalar("SELECT epoch FROM shard_epochs WHERE shard = ?")
+                            .bind(i64::from(*shard))
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if current != Some(*epoch as i64) {
+                        return Err(CommitError::Fenced {
+                            shard: *shard,
+                            epoch: *epoch,
+                        });
+                    }
                 }
                 Err(CommitError::Store(StoreError::Database(error)))
             }
@@ -897,16 +895,19 @@ fn mysql_opt_int(out: &mut String, value: Option<i64>) {
 
 /// The SQL of one batch for `commit_in_one_round_trip`. Only integers, ULIDs,
 /// fixed status and refusal codes, and hex literals are written into it.
-fn mysql_batch_sql(shard: u32, epoch: u64, batch: &Sorted<'_>) -> String {
+fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(256 + batch.orders.len() * 160);
-    // The fence: a NOT NULL column set to NULL fails the statement (and so the
-    // batch) unless the epoch is ours; it also takes the shard row's lock.
-    let _ = write!(
-        sql,
-        "BEGIN;UPDATE shard_epochs SET batches = batches + 1, \
-         epoch = IF(epoch = {epoch}, epoch, NULL) WHERE shard = {shard};"
-    );
+    sql.push_str("BEGIN;");
+    // The fences: a NOT NULL column set to NULL fails the statement (and so the
+    // transaction) unless the epoch is ours; each also takes its shard row's lock.
+    for ShardBatch { shard, epoch, .. } in batches {
+        let _ = write!(
+            sql,
+            "UPDATE shard_epochs SET batches = batches + 1, \
+             epoch = IF(epoch = {epoch}, epoch, NULL) WHERE shard = {shard};"
+        );
+    }
     if !batch.orders.is_empty() {
         sql.push_str(concat!(
             "INSERT INTO orders (",

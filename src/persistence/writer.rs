@@ -19,9 +19,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use super::{CommitError, Mutation, SharedStore};
+use super::{CommitError, Mutation, ShardBatch, SharedStore};
 use crate::metrics as m;
 
 /// Bounds of one writer, from configuration.
@@ -265,8 +265,14 @@ impl ShardWriter {
         self.wake.notify_one();
     }
 
-    /// The writer task: commit batches until closed and drained.
-    pub async fn run(self: Arc<Self>, store: SharedStore, node_id: String) {
+    /// The writer task: commit batches (through the committer) until closed and
+    /// drained.
+    pub async fn run(
+        self: Arc<Self>,
+        committer: Arc<Committer>,
+        store: SharedStore,
+        node_id: String,
+    ) {
         loop {
             let next = {
                 let mut queue = self.lock();
@@ -283,12 +289,10 @@ impl ShardWriter {
                 self.wake.notified().await;
                 continue;
             };
-            let started = Instant::now();
-            let result = store.commit_batch(self.shard, epoch, &mutations).await;
-            metrics::histogram!(m::WRITER_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+            let rows = mutations.len();
+            let result = committer.commit(self.shard, epoch, mutations).await;
             match result {
                 Ok(()) => {
-                    metrics::histogram!(m::WRITER_BATCH_ROWS).record(mutations.len() as f64);
                     metrics::counter!(m::WRITER_BATCHES_TOTAL, "result" => "committed")
                         .increment(1);
                     batch.settle(BatchOutcome::Committed);
@@ -304,12 +308,12 @@ impl ShardWriter {
                     };
                     tracing::error!(
                         shard = self.shard,
-                        rows = mutations.len(),
+                        rows,
                         dropped,
                         error = %error,
                         "write-behind batch failed; the shard's actors reload from the database"
                     );
-                    if matches!(error, CommitError::Fenced { .. }) {
+                    if matches!(*error, CommitError::Fenced { .. }) {
                         tracing::warn!(shard = self.shard, "shard fenced by a newer epoch");
                     }
                     if !self.refence(&store, &node_id).await {
@@ -344,6 +348,109 @@ impl ShardWriter {
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
+        }
+    }
+}
+
+/// Shard batches waiting for the database at most (one per shard at a time, so
+/// this bounds nothing in practice but is a bound).
+const COMMIT_JOBS_MAX: usize = 4_096;
+
+/// Hands shard batches to the database in groups: every batch waiting when a
+/// transaction starts goes into it (up to `rows_max` mutations), so shards that
+/// are busy together share one commit and one fsync. A shard's writer waits for
+/// its batch's answer before sending the next, so each shard still has at most
+/// one batch in flight and the database holds a prefix of every shard's history.
+/// A failed transaction fails every batch in it; each of those shards reloads.
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    shard: u32,
+    epoch: u64,
+    mutations: Vec<Mutation>,
+    done: oneshot::Sender<Result<(), Arc<CommitError>>>,
+}
+
+impl Committer {
+    /// Starts `workers` committing tasks: one for SQLite (one writer at a time
+    /// anyway), a few for a server database, whose own group commit overlaps them.
+    pub fn start(store: SharedStore, workers: usize, rows_max: usize) -> Arc<Committer> {
+        assert!(workers > 0 && rows_max > 0);
+        let (jobs, receiver) = mpsc::channel(COMMIT_JOBS_MAX);
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..workers {
+            tokio::spawn(commit_groups(store.clone(), receiver.clone(), rows_max));
+        }
+        Arc::new(Committer { jobs })
+    }
+
+    /// Commits one shard's batch, possibly with other shards' batches.
+    pub async fn commit(
+        &self,
+        shard: u32,
+        epoch: u64,
+        mutations: Vec<Mutation>,
+    ) -> Result<(), Arc<CommitError>> {
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            shard,
+            epoch,
+            mutations,
+            done,
+        };
+        if self.jobs.send(job).await.is_err() {
+            return Err(Arc::new(CommitError::Stopped));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Arc::new(CommitError::Stopped)))
+    }
+}
+
+async fn commit_groups(
+    store: SharedStore,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    rows_max: usize,
+) {
+    loop {
+        let group = {
+            let mut jobs = receiver.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut rows = first.mutations.len();
+            let mut group = vec![first];
+            while rows < rows_max {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        rows += job.mutations.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let batches: Vec<ShardBatch<'_>> = group
+            .iter()
+            .map(|job| ShardBatch {
+                shard: job.shard,
+                epoch: job.epoch,
+                mutations: &job.mutations,
+            })
+            .collect();
+        let rows: usize = batches.iter().map(|b| b.mutations.len()).sum();
+        let started = Instant::now();
+        let result = store.commit_batches(&batches).await.map_err(Arc::new);
+        metrics::histogram!(m::WRITER_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            metrics::histogram!(m::WRITER_BATCH_ROWS).record(rows as f64);
+        }
+        drop(batches);
+        for job in group {
+            let _ = job.done.send(result.clone());
         }
     }
 }
