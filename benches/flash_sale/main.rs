@@ -138,12 +138,12 @@ fn serve_child(strategy: &str) -> anyhow::Result<()> {
     })
 }
 
-struct Child_ {
+struct ServerProcess {
     child: Child,
     url: String,
 }
 
-impl Drop for Child_ {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -165,7 +165,7 @@ fn spawn_server(
     database_url: &str,
     redis_url: &str,
     namespace: &str,
-) -> anyhow::Result<Child_> {
+) -> anyhow::Result<ServerProcess> {
     let mut child = Command::new(std::env::current_exe()?)
         .env("FLASH_SALE_SERVE", strategy)
         .env("FLASH_SALE_DATABASE_URL", database_url)
@@ -188,7 +188,7 @@ fn spawn_server(
     let url = rx
         .recv_timeout(Duration::from_secs(60))
         .map_err(|_| anyhow::anyhow!("{strategy} did not start"))?;
-    Ok(Child_ { child, url })
+    Ok(ServerProcess { child, url })
 }
 
 /// Where a strategy keeps its orders, for the correctness check.
