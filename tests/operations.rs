@@ -71,16 +71,17 @@ async fn idle_actors_passivate_and_reactivate(backend: Backend) {
     assert!(order["id"].is_string());
 }
 
-async fn active_actors(server: &Server, kind: &str) -> u64 {
-    let text = server
+async fn metrics_text(server: &Server) -> String {
+    let response = server
         .client
         .get(format!("{}/metrics", server.url))
         .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .await;
+    response.unwrap().text().await.unwrap()
+}
+
+async fn active_actors(server: &Server, kind: &str) -> u64 {
+    let text = metrics_text(server).await;
     let prefix = format!("flashstock_active_actors{{kind=\"{kind}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&prefix))
@@ -103,15 +104,7 @@ async fn health_and_metrics(backend: Backend) {
     let product = server.create_product(1, None).await;
     server.order(&user_token(1), product, 1, None).await;
     server.order(&user_token(2), product, 1, None).await;
-    let text = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     for expected in [
         "flashstock_http_requests_total{route=\"/v1/orders\",method=\"POST\",status=\"201\"} 1",
         "flashstock_http_requests_total{route=\"/v1/orders\",method=\"POST\",status=\"409\"} 1",

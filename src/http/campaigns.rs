@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -99,11 +99,7 @@ pub async fn create(
     };
     let campaign = CampaignBody::from(state.engine.create_campaign(new).await?);
     let location = format!("/v1/campaigns/{}", campaign.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(campaign),
-    ))
+    Ok(super::created(location, campaign))
 }
 
 /// A campaign with live counts.

@@ -27,6 +27,22 @@ pub use openapi::ApiDoc;
 use crate::actors::Engine;
 use crate::config::Settings;
 
+/// A 201 reply with the new resource's `Location`.
+fn created<T: serde::Serialize>(
+    location: String,
+    body: T,
+) -> (
+    axum::http::StatusCode,
+    [(axum::http::HeaderName, String); 1],
+    axum::Json<T>,
+) {
+    (
+        axum::http::StatusCode::CREATED,
+        [(axum::http::header::LOCATION, location)],
+        axum::Json(body),
+    )
+}
+
 /// Request bodies larger than this are refused with 413 (API.md).
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -102,11 +101,7 @@ pub async fn create(
         .place_order(ProductId(body.product_id), caller.user, quantity, key)
         .await?;
     let location = format!("/v1/orders/{}", order.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(OrderBody::from(order)),
-    ))
+    Ok(super::created(location, OrderBody::from(order)))
 }
 
 /// One of the caller's orders (any order, for an administrator).

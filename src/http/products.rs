@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
@@ -154,11 +153,7 @@ pub async fn create(
     };
     let product = ProductBody::from(state.engine.create_product(new).await?);
     let location = format!("/v1/products/{}", product.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(product),
-    ))
+    Ok(super::created(location, product))
 }
 
 /// A product with live counts; counts one view.
