@@ -151,28 +151,44 @@ impl Drop for TestDb {
     }
 }
 
+/// How long a test waits for MariaDB before deciding it is not there.
+const MYSQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Connects to the MariaDB server; if the login fails, tries once to create the
-/// test account over the local socket (as `.ci/run` does), then retries.
-async fn mysql_connect(server: &str) -> Result<sqlx::MySqlPool, sqlx::Error> {
-    let url = format!("{server}/");
-    match sqlx::MySqlPool::connect(&url).await {
-        Ok(pool) => Ok(pool),
-        Err(first) => {
-            static ACCOUNT: Once = Once::new();
-            ACCOUNT.call_once(|| {
-                let _ = Command::new("mariadb")
-                    .args([
-                        "-e",
-                        "CREATE USER IF NOT EXISTS 'flashstock'@'127.0.0.1' IDENTIFIED BY 'flashstock'; \
-                         GRANT ALL ON *.* TO 'flashstock'@'127.0.0.1';",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            });
-            sqlx::MySqlPool::connect(&url).await.map_err(|_| first)
-        }
+/// test account over the local socket (as `.ci/run` does), then retries. An
+/// unreachable server is remembered for the rest of the test binary, so that
+/// every MariaDB test after the first skips at once.
+async fn mysql_connect(server: &str) -> Result<sqlx::MySqlPool, String> {
+    static UNREACHABLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(error) = UNREACHABLE.get() {
+        return Err(error.clone());
     }
+    let url = format!("{server}/");
+    let connect = || {
+        sqlx::mysql::MySqlPoolOptions::new()
+            .acquire_timeout(MYSQL_CONNECT_TIMEOUT)
+            .connect(&url)
+    };
+    let first = match connect().await {
+        Ok(pool) => return Ok(pool),
+        Err(error) => error.to_string(),
+    };
+    static ACCOUNT: Once = Once::new();
+    ACCOUNT.call_once(|| {
+        let _ = Command::new("mariadb")
+            .args([
+                "-e",
+                "CREATE USER IF NOT EXISTS 'flashstock'@'127.0.0.1' IDENTIFIED BY 'flashstock'; \
+                 GRANT ALL ON *.* TO 'flashstock'@'127.0.0.1';",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    connect().await.map_err(|_| {
+        let _ = UNREACHABLE.set(first.clone());
+        first
+    })
 }
 
 /// Reads the database behind a server.
