@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Server, TestDb, admin_token, token};
@@ -14,19 +15,21 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Sequences per backend: each runs against the live server, so few but long.
-const CASES: u32 = 12;
-const OPS_MAX: usize = 30;
+const CASES: u32 = 16;
+const OPS_MAX: usize = 40;
+/// Rounds of `CASES` sequences at most, until one reached a completed return.
+const ROUNDS_MAX: usize = 4;
 /// Timers short enough that expiry, shipping and delivery happen within a case.
 const TIMERS: &[&str] = &[
     "--reservation-ttl",
-    "300ms",
+    "600ms",
     "--shipping-delay",
-    "80ms",
+    "20ms",
     "--delivery-delay",
-    "80ms",
+    "20ms",
 ];
 /// Longer than every timer above plus the actors' tick: after it, nothing moves.
-const SETTLE: Duration = Duration::from_millis(800);
+const SETTLE: Duration = Duration::from_millis(1_000);
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -62,28 +65,59 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (0u8..4, 1u64..=3, proptest::option::of(0u8..3))
             .prop_map(|(user, quantity, key)| Op::Order { user, quantity, key }),
-        3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, success)| Op::Pay { pick, success }),
+        4 => (any::<usize>(), any::<bool>()).prop_map(|(pick, success)| Op::Pay { pick, success }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, by_admin)| Op::Cancel { pick, by_admin }),
-        2 => any::<usize>().prop_map(|pick| Op::Return { pick }),
-        2 => (any::<usize>(), any::<bool>())
+        3 => any::<usize>().prop_map(|pick| Op::Return { pick }),
+        3 => (any::<usize>(), any::<bool>())
             .prop_map(|(pick, restock)| Op::CompleteReturn { pick, restock }),
         1 => (-6i64..=8).prop_map(|delta| Op::Restock { delta }),
-        1 => prop_oneof![Just(50u64), Just(200), Just(400)].prop_map(|ms| Op::Wait { ms }),
+        // Long enough for reservations to expire and paid orders to be delivered
+        // (and so returnable) within a sequence.
+        3 => prop_oneof![Just(50u64), Just(250), Just(400)].prop_map(|ms| Op::Wait { ms }),
     ]
 }
 
-/// An order placed in this case, and whose it is.
+/// An order placed in this case, whose it is, and the status its last reply
+/// showed.
 struct Placed {
     id: String,
     owner: String,
+    status: String,
 }
 
-async fn run_case(server: &Server, db: &TestDb, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Picks the `n`th order, among those last seen in `status` if there are any:
+/// returns then mostly target paid orders and completions requested returns,
+/// so the sequences reach the end of the lifecycle, not only refusals.
+fn pick<'a>(placed: &'a [Placed], n: usize, status: Option<&str>) -> Option<&'a Placed> {
+    let preferred: Vec<&Placed> = placed
+        .iter()
+        .filter(|p| status.is_some_and(|s| p.status == s))
+        .collect();
+    if !preferred.is_empty() {
+        return Some(preferred[n % preferred.len()]);
+    }
+    (!placed.is_empty()).then(|| &placed[n % placed.len()])
+}
+
+/// Successful returns and completed returns over a whole run, to show the
+/// property was checked on sequences that reach them.
+#[derive(Default)]
+struct Reached {
+    returns: std::sync::atomic::AtomicU32,
+    completions: std::sync::atomic::AtomicU32,
+}
+
+async fn run_case(
+    server: &Server,
+    db: &TestDb,
+    ops: Vec<Op>,
+    reached: &Reached,
+) -> Result<(), TestCaseError> {
     let product = server.create_product(10, Some(4)).await;
     let admin = admin_token();
     let mut placed: Vec<Placed> = Vec::new();
     for op in ops {
-        let pick = |n: usize| (!placed.is_empty()).then(|| &placed[n % placed.len()]);
+        let mut target = None;
         let reply = match op {
             Op::Order {
                 user,
@@ -98,13 +132,15 @@ async fn run_case(server: &Server, db: &TestDb, ops: Vec<Op>) -> Result<(), Test
                 if reply.0 == StatusCode::CREATED {
                     let id = reply.1["id"].as_str().unwrap().to_string();
                     if !placed.iter().any(|p| p.id == id) {
-                        placed.push(Placed { id, owner });
+                        let status = "PENDING_PAYMENT".to_string();
+                        placed.push(Placed { id, owner, status });
                     }
                 }
                 reply
             }
-            Op::Pay { pick: n, success } => match pick(n) {
+            Op::Pay { pick: n, success } => match pick(&placed, n, Some("PENDING_PAYMENT")) {
                 Some(p) => {
+                    target = Some(p.id.clone());
                     let outcome = if success { "success" } else { "failure" };
                     transition(
                         server,
@@ -117,30 +153,40 @@ async fn run_case(server: &Server, db: &TestDb, ops: Vec<Op>) -> Result<(), Test
                 }
                 None => continue,
             },
-            Op::Cancel { pick: n, by_admin } => match pick(n) {
+            Op::Cancel { pick: n, by_admin } => match pick(&placed, n, None) {
                 Some(p) => {
+                    target = Some(p.id.clone());
                     let who = if by_admin { &admin } else { &p.owner };
                     transition(server, who, &p.id, "cancel", None).await
                 }
                 None => continue,
             },
-            Op::Return { pick: n } => match pick(n) {
-                Some(p) => transition(server, &p.owner, &p.id, "return", None).await,
-                None => continue,
-            },
-            Op::CompleteReturn { pick: n, restock } => match pick(n) {
+            Op::Return { pick: n } => match pick(&placed, n, Some("PAID")) {
                 Some(p) => {
-                    transition(
-                        server,
-                        &admin,
-                        &p.id,
-                        "return/complete",
-                        Some(json!({"restock": restock})),
-                    )
-                    .await
+                    target = Some(p.id.clone());
+                    let reply = transition(server, &p.owner, &p.id, "return", None).await;
+                    if reply.0.is_success() {
+                        reached.returns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reply
                 }
                 None => continue,
             },
+            Op::CompleteReturn { pick: n, restock } => {
+                match pick(&placed, n, Some("RETURN_REQUESTED")) {
+                    Some(p) => {
+                        target = Some(p.id.clone());
+                        let body = Some(json!({"restock": restock}));
+                        let reply =
+                            transition(server, &admin, &p.id, "return/complete", body).await;
+                        if reply.0.is_success() {
+                            reached.completions.fetch_add(1, Ordering::Relaxed);
+                        }
+                        reply
+                    }
+                    None => continue,
+                }
+            }
             Op::Restock { delta } if delta != 0 => {
                 server
                     .request(
@@ -167,6 +213,11 @@ async fn run_case(server: &Server, db: &TestDb, ops: Vec<Op>) -> Result<(), Test
             reply.0,
             reply.1
         );
+        if let (true, Some(id)) = (reply.0 == StatusCode::OK, &target)
+            && let Some(order) = placed.iter_mut().find(|p| p.id == *id)
+        {
+            order.status = reply.1["status"].as_str().unwrap_or_default().to_string();
+        }
     }
 
     tokio::time::sleep(SETTLE).await;
@@ -235,17 +286,36 @@ fn random_api_sequences_keep_counts_consistent(backend: Backend) {
         return;
     };
     let server = Server::start(&db, TIMERS);
-    let mut runner = TestRunner::new(Config {
-        cases: CASES,
-        max_shrink_iters: 32,
-        ..Config::default()
-    });
-    let result = runner.run(&proptest::collection::vec(op(), 1..OPS_MAX), |ops| {
-        runtime.block_on(run_case(&server, &db, ops))
-    });
-    if let Err(failure) = result {
-        panic!("{failure}");
+    let reached = Reached::default();
+    // More rounds of sequences (a bounded number) until some went all the way
+    // through a return: reaching it takes a payment, a delivery and two more
+    // steps on the same order, which a round of random sequences may miss.
+    for _ in 0..ROUNDS_MAX {
+        let mut runner = TestRunner::new(Config {
+            cases: CASES,
+            max_shrink_iters: 32,
+            ..Config::default()
+        });
+        let result = runner.run(&proptest::collection::vec(op(), 1..OPS_MAX), |ops| {
+            runtime.block_on(run_case(&server, &db, ops, &reached))
+        });
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
+        if reached.completions.load(Ordering::Relaxed) > 0 {
+            break;
+        }
     }
+    // The sequences went through the whole lifecycle, not only its first steps.
+    let (returns, completions) = (
+        reached.returns.load(Ordering::Relaxed),
+        reached.completions.load(Ordering::Relaxed),
+    );
+    eprintln!("{backend:?}: {returns} returns requested, {completions} completed");
+    assert!(
+        returns > 0 && completions > 0,
+        "no sequence reached a return"
+    );
 }
 
 #[test]
