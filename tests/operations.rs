@@ -314,25 +314,97 @@ async fn authentication_and_bad_input(backend: Backend) {
             .body(body)
             .send()
     };
+    // Each refusal is problem+json with its stable code.
+    let refused = |response: reqwest::Response| async move {
+        let status = response.status();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        (
+            status,
+            body["code"].as_str().unwrap_or_default().to_string(),
+        )
+    };
     let response = raw(b"{\"product_id\": 1,".to_vec(), "application/json")
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
+        refused(response).await,
+        (StatusCode::BAD_REQUEST, "malformed_json".into())
     );
     let response = raw(vec![0xff, 0xfe, 0x7b], "application/json")
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused(response).await,
+        (StatusCode::BAD_REQUEST, "malformed_json".into())
+    );
+    let response = raw(b"[1, 2]".to_vec(), "application/json").await.unwrap();
+    assert_eq!(
+        refused(response).await,
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body".into())
+    );
     let response = raw(b"{}".to_vec(), "text/plain").await.unwrap();
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        refused(response).await,
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type".into()
+        )
+    );
     let mut huge = b"{\"product_id\": 1, \"quantity\": 1, \"pad\": \"".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 70_000));
     huge.extend(b"\"}");
     let response = raw(huge, "application/json").await.unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        refused(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+    );
+    let (status, body) = server
+        .request(Method::GET, "/v1/products/999999", None, None, None)
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("product_not_found"))
+    );
+    let admin = admin_token();
+    let (status, body) = server
+        .request(
+            Method::POST,
+            "/v1/products/999999/stock",
+            Some(&admin),
+            Some(json!({"delta": 1})),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("product_not_found"))
+    );
+    let (status, body) = server
+        .request(Method::GET, "/v1/nothing-here", None, None, None)
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+    let (status, body) = server
+        .request(Method::DELETE, "/v1/orders", Some(&user), None, None)
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::METHOD_NOT_ALLOWED, &json!("method_not_allowed"))
+    );
+    let path = "/v1/campaigns/1/coupons";
+    let (status, body) = server
+        .request(Method::POST, path, Some(&user), None, Some("tab\there"))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_idempotency_key"))
+    );
     let (status, body) = server
         .request(Method::GET, "/v1/products/abc", None, None, None)
         .await;
