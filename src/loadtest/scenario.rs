@@ -253,6 +253,24 @@ impl Driver {
         stats
     }
 
+    /// Every user sends `path` (with `body`) once, all at once.
+    async fn once_per_user(
+        &self,
+        path: &str,
+        body: Option<&str>,
+        users: usize,
+        connections: usize,
+    ) -> Stats {
+        let requests: Vec<Bytes> = self
+            .users(users)
+            .iter()
+            .map(|token| self.endpoint.request("POST", path, Some(token), body))
+            .collect();
+        let budget = Budget::Each(Arc::new(requests));
+        self.drive(budget, connections.min(users), Some(users as u64))
+            .await
+    }
+
     async fn drop(
         &self,
         users: usize,
@@ -261,20 +279,8 @@ impl Driver {
     ) -> anyhow::Result<(Stats, Verdict)> {
         let product = self.create_product(stock).await?;
         let body = json!({"product_id": product, "quantity": 1}).to_string();
-        let requests: Vec<Bytes> = self
-            .users(users)
-            .iter()
-            .map(|token| {
-                self.endpoint
-                    .request("POST", "/v1/orders", Some(token), Some(&body))
-            })
-            .collect();
         let stats = self
-            .drive(
-                Budget::Each(Arc::new(requests)),
-                connections.min(users),
-                Some(users as u64),
-            )
+            .once_per_user("/v1/orders", Some(&body), users, connections)
             .await;
         let expected = (users as u64).min(stock);
         let accepted = stats.with_status(201);
@@ -318,18 +324,7 @@ impl Driver {
             .as_u64()
             .ok_or_else(|| anyhow::anyhow!("no campaign id"))?;
         let path = format!("/v1/campaigns/{id}/coupons");
-        let requests: Vec<Bytes> = self
-            .users(users)
-            .iter()
-            .map(|token| self.endpoint.request("POST", &path, Some(token), None))
-            .collect();
-        let stats = self
-            .drive(
-                Budget::Each(Arc::new(requests)),
-                connections.min(users),
-                Some(users as u64),
-            )
-            .await;
+        let stats = self.once_per_user(&path, None, users, connections).await;
         let expected = (users as u64).min(quantity);
         let issued_replies = stats.with_status(201);
         let live = self

@@ -150,7 +150,8 @@ pub struct ShardWriter {
     wake: Notify,
     /// False while the writer re-fences after a failure; activation waits for it.
     ready: watch::Sender<bool>,
-    shard_label: String,
+    /// The queue-depth gauge of this shard, looked up once, not per submit.
+    queue_rows: metrics::Gauge,
 }
 
 impl ShardWriter {
@@ -169,7 +170,7 @@ impl ShardWriter {
             }),
             wake: Notify::new(),
             ready: watch::Sender::new(true),
-            shard_label: shard.to_string(),
+            queue_rows: metrics::gauge!(m::WRITER_QUEUE_ROWS, "shard" => shard.to_string()),
         })
     }
 
@@ -228,8 +229,7 @@ impl ShardWriter {
             let full = std::mem::replace(&mut queue.open, (Batch::new(), Vec::new()));
             queue.sealed.push_back(full);
         }
-        metrics::gauge!(m::WRITER_QUEUE_ROWS, "shard" => self.shard_label.clone())
-            .set(queue.queued_rows as f64);
+        self.queue_rows.set(queue.queued_rows as f64);
         drop(queue);
         if was_empty && added > 0 {
             self.wake.notify_one();

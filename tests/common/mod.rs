@@ -15,7 +15,6 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use jsonwebtoken::{EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -511,22 +510,9 @@ impl Drop for Server {
     }
 }
 
+/// A token signed with the test servers' secret, as `flashstock token` makes it.
 pub fn token(sub: &str, admin: bool) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let mut claims = json!({"sub": sub, "exp": exp});
-    if admin {
-        claims["role"] = json!("admin");
-    }
-    jsonwebtoken::encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .expect("sign")
+    flashstock::http::Auth::new(JWT_SECRET).token(sub, admin, Duration::from_secs(3_600))
 }
 
 pub fn admin_token() -> String {
