@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::actors::{ActorSystem, Engine, EngineConfig, Registry};
@@ -51,7 +52,7 @@ pub struct Node {
     pub store: SharedStore,
     sweeper: JoinHandle<()>,
     writers: Vec<Arc<ShardWriter>>,
-    writer_tasks: Vec<JoinHandle<()>>,
+    writer_tasks: Vec<oneshot::Receiver<()>>,
     actor_system: ActorSystem,
 }
 
@@ -83,18 +84,26 @@ impl Node {
             Backend::Sqlite => 1,
             Backend::MySql => COMMIT_WORKERS_SERVER_DATABASE,
         };
-        let committer = Committer::start(store.clone(), commit_workers, limits.batch_rows_max);
+        // Writers and committers run on the arbiters beside the actors that feed
+        // them: a commit then wakes its waiting requests without crossing threads.
+        let actor_system = ActorSystem::start(settings.arbiter_count());
+        let (committer, commit_tasks) =
+            Committer::new(store.clone(), commit_workers, limits.batch_rows_max);
+        // A committer task ends when the last writer (holding the committer) has.
+        for (index, task) in commit_tasks.into_iter().enumerate() {
+            drop(actor_system.spawn_on(index, task));
+        }
         let writer_tasks = writers
             .iter()
             .map(|w| {
                 let run = w
                     .clone()
                     .run(committer.clone(), store.clone(), node_id.clone());
-                tokio::spawn(run)
+                actor_system.spawn_on(w.shard() as usize, run)
             })
             .collect();
+        drop(committer);
 
-        let actor_system = ActorSystem::start(settings.arbiter_count());
         let config = Arc::new(EngineConfig {
             ack: settings.ack,
             timing: Timing {
@@ -137,6 +146,18 @@ impl Node {
         })
     }
 
+    pub fn arbiter_count(&self) -> usize {
+        self.actor_system.arbiters().len()
+    }
+
+    /// Runs `task` on arbiter `index % arbiters`; see `ActorSystem::spawn_on`.
+    pub fn spawn_on<F>(&self, index: usize, task: F) -> oneshot::Receiver<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.actor_system.spawn_on(index, task)
+    }
+
     /// Commits everything queued, then stops the writers and the actors.
     pub async fn shutdown(self) {
         tracing::info!("flushing write-behind queues");
@@ -177,18 +198,48 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings: Arc::new(settings.clone()),
         metrics,
     };
-    let listener = TcpListener::bind(settings.listen)
-        .await
+    let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "flashstock serving");
+    tracing::info!(%address, arbiters = node.arbiter_count(), "flashstock serving");
     // Tests and scripts wait for this line to know the port.
     println!("flashstock listening on http://{address}");
 
-    axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    // Every arbiter accepts on the same socket and serves its connections itself.
+    let (stop, stopped) = watch::channel(false);
+    let (ended_tx, mut ended) = mpsc::channel::<()>(1);
+    let mut servers = Vec::new();
+    for index in 0..node.arbiter_count() {
+        let listener = listener.try_clone().context("sharing the listener")?;
+        let app = crate::http::router(state.clone());
+        let mut stopped = stopped.clone();
+        let ended_tx = ended_tx.clone();
+        servers.push(node.spawn_on(index, async move {
+            let served = match TcpListener::from_std(listener) {
+                Ok(listener) => axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+                    .context("serving HTTP"),
+                Err(error) => Err(error).context("registering the listener"),
+            };
+            if let Err(error) = served {
+                tracing::error!(error = format!("{error:#}"), "an HTTP server stopped");
+            }
+            let _ = ended_tx.send(()).await;
+        }));
+    }
+    drop(ended_tx);
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = ended.recv() => tracing::error!("an HTTP server ended on its own; shutting down"),
+    }
+    stop.send_replace(true);
+    for server in servers {
+        let _ = server.await;
+    }
 
     node.shutdown().await;
     upkeep.abort();

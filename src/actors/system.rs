@@ -1,10 +1,13 @@
-//! The actix runtime: one `System` on its own thread and one `Arbiter` (an OS
-//! thread with a single-threaded runtime) per core. A shard's actors all live on
-//! arbiter `shard % arbiters`, so they never race each other for their writer.
+//! The actix runtime: one `System` on its own thread and its `Arbiter`s (each an
+//! OS thread with a single-threaded runtime). A shard's actors and its writer all
+//! live on arbiter `shard % arbiters`, and HTTP connections are served on the
+//! arbiters too, so most of a request's hops (handler to actor, actor to writer,
+//! commit to waiting handlers) stay on one thread instead of waking another.
 
 use std::thread::JoinHandle;
 
 use actix::ArbiterHandle;
+use tokio::sync::oneshot;
 
 pub struct ActorSystem {
     arbiters: Vec<ArbiterHandle>,
@@ -45,6 +48,21 @@ impl ActorSystem {
 
     pub fn arbiters(&self) -> &[ArbiterHandle] {
         &self.arbiters
+    }
+
+    /// Runs `task` on arbiter `index % arbiters`. The receiver resolves (with an
+    /// error, which means the same) when the task has ended or was dropped.
+    pub fn spawn_on<F>(&self, index: usize, task: F) -> oneshot::Receiver<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (ended, ended_rx) = oneshot::channel();
+        let arbiter = &self.arbiters[index % self.arbiters.len()];
+        arbiter.spawn(async move {
+            task.await;
+            let _ = ended.send(());
+        });
+        ended_rx
     }
 
     /// Stops every arbiter and waits for the system thread.

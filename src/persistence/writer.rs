@@ -374,16 +374,24 @@ struct Job {
 }
 
 impl Committer {
-    /// Starts `workers` committing tasks: one for SQLite (one writer at a time
-    /// anyway), a few for a server database, whose own group commit overlaps them.
-    pub fn start(store: SharedStore, workers: usize, rows_max: usize) -> Arc<Committer> {
+    /// A committer and its `workers` committing tasks, for the caller to spawn:
+    /// one for SQLite (one writer at a time anyway), a few for a server database,
+    /// whose own group commit overlaps them.
+    pub fn new(
+        store: SharedStore,
+        workers: usize,
+        rows_max: usize,
+    ) -> (
+        Arc<Committer>,
+        Vec<impl Future<Output = ()> + Send + 'static>,
+    ) {
         assert!(workers > 0 && rows_max > 0);
         let (jobs, receiver) = mpsc::channel(COMMIT_JOBS_MAX);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-        for _ in 0..workers {
-            tokio::spawn(commit_groups(store.clone(), receiver.clone(), rows_max));
-        }
-        Arc::new(Committer { jobs })
+        let tasks = (0..workers)
+            .map(|_| commit_groups(store.clone(), receiver.clone(), rows_max))
+            .collect();
+        (Arc::new(Committer { jobs }), tasks)
     }
 
     /// Commits one shard's batch, possibly with other shards' batches.
