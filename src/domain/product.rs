@@ -2,7 +2,7 @@
 //! their invariant) and `ProductBook` (everything the product's actor decides
 //! with). Every change is a method here that checks the invariant after it.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::idempotency::{Decision, IdempotencyLedger};
@@ -161,8 +161,10 @@ impl ProductInfo {
 pub struct ProductBook {
     pub info: ProductInfo,
     stock: ProductStock,
-    /// Orders that hold stock (reserved or sold), by id.
-    live: HashMap<OrderId, Order>,
+    /// Orders that hold stock (reserved or sold), by id. A B-tree, not a hash
+    /// table: ids grow with time, so inserts land at its right edge, and it never
+    /// stops the actor to rehash hundreds of thousands of orders at once.
+    live: BTreeMap<OrderId, Order>,
     /// Live orders with an automatic transition (expiry, shipping, delivery), by
     /// due time.
     timers: BTreeSet<(UnixMillis, OrderId)>,
@@ -183,7 +185,7 @@ impl ProductBook {
         ProductBook {
             info,
             stock,
-            live: HashMap::new(),
+            live: BTreeMap::new(),
             timers: BTreeSet::new(),
             recently_expired: VecDeque::new(),
             recently_expired_set: HashSet::new(),
@@ -448,10 +450,13 @@ impl ProductBook {
 
     fn insert_live(&mut self, order: Order) {
         debug_assert!(order.status.is_live());
-        *self
-            .user_quantities
-            .entry(order.user_id.clone())
-            .or_insert(0) += order.quantity;
+        match self.user_quantities.get_mut(&order.user_id) {
+            Some(quantity) => *quantity += order.quantity,
+            None => {
+                self.user_quantities
+                    .insert(order.user_id.clone(), order.quantity);
+            }
+        }
         if let Some(due) = self.timing.due_at(&order) {
             self.timers.insert((due, order.id));
         }
