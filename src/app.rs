@@ -197,6 +197,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         auth: Arc::new(Auth::new(settings.jwt_secret())),
         settings: Arc::new(settings.clone()),
         metrics,
+        request_metrics: Default::default(),
     };
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;

@@ -52,6 +52,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub settings: Arc<Settings>,
     pub metrics: PrometheusHandle,
+    pub request_metrics: Arc<ops::RequestMetrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(axum::middleware::from_fn(ops::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track,
+        ))
         .with_state(state)
 }

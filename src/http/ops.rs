@@ -1,6 +1,7 @@
 //! Operations endpoints: liveness, readiness, metrics, and the request metrics
 //! middleware.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::Json;
@@ -91,40 +92,95 @@ const ROUTES: &[&str] = &[
     "/openapi.json",
 ];
 
-fn route_label(path: Option<&MatchedPath>) -> &'static str {
-    path.and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()).copied())
-        .unwrap_or("unmatched")
+const METHODS: &[&str] = &[
+    "GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS", "other",
+];
+
+fn route_index(path: Option<&MatchedPath>) -> usize {
+    path.and_then(|p| ROUTES.iter().position(|r| *r == p.as_str()))
+        .unwrap_or(ROUTES.len())
 }
 
-fn method_label(method: &axum::http::Method) -> &'static str {
+fn method_index(method: &axum::http::Method) -> usize {
     use axum::http::Method;
     match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PATCH => "PATCH",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PATCH => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+fn status_index(status: StatusCode) -> usize {
+    let status = status.as_str();
+    STATUS_LABELS
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(STATUS_LABELS.len())
+}
+
+/// The request counter and latency histogram of every (route, method, status),
+/// registered on first use: per request, recording is an index and two atomic
+/// updates, not a key built, hashed and looked up in the registry.
+pub struct RequestMetrics {
+    series: Vec<OnceLock<(metrics::Counter, metrics::Histogram)>>,
+}
+
+impl RequestMetrics {
+    const STATUSES: usize = STATUS_LABELS.len() + 1;
+
+    pub fn new() -> RequestMetrics {
+        let count = (ROUTES.len() + 1) * METHODS.len() * Self::STATUSES;
+        RequestMetrics {
+            series: (0..count).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn series(
+        &self,
+        route: usize,
+        method: usize,
+        status: usize,
+    ) -> &(metrics::Counter, metrics::Histogram) {
+        let index = (route * METHODS.len() + method) * Self::STATUSES + status;
+        self.series[index].get_or_init(|| {
+            let labels = [
+                ("route", ROUTES.get(route).copied().unwrap_or("unmatched")),
+                ("method", METHODS[method]),
+                (
+                    "status",
+                    STATUS_LABELS.get(status).copied().unwrap_or("other"),
+                ),
+            ];
+            (
+                metrics::counter!(m::HTTP_REQUESTS_TOTAL, &labels),
+                metrics::histogram!(m::HTTP_REQUEST_SECONDS, &labels),
+            )
+        })
+    }
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 /// Counts requests and records latency by route template, method and status.
-pub async fn track(request: Request, next: Next) -> Response {
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = route_label(request.extensions().get::<MatchedPath>());
-    let method = method_label(request.method());
+    let route = route_index(request.extensions().get::<MatchedPath>());
+    let method = method_index(request.method());
     let response = next.run(request).await;
-    let status = response.status();
-    let status = status.as_str();
-    let status: &'static str = STATUS_LABELS
-        .iter()
-        .find(|s| **s == status)
-        .copied()
-        .unwrap_or("other");
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!(m::HTTP_REQUESTS_TOTAL, &labels).increment(1);
-    metrics::histogram!(m::HTTP_REQUEST_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+    let (requests, seconds) =
+        state
+            .request_metrics
+            .series(route, method, status_index(response.status()));
+    requests.increment(1);
+    seconds.record(started.elapsed().as_secs_f64());
     response
 }

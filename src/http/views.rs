@@ -4,7 +4,22 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{CampaignInfo, CampaignStock, Coupon, Order, ProductInfo, ProductStock};
+use crate::domain::time::Rfc3339;
+use crate::domain::{
+    CampaignInfo, CampaignStock, Coupon, CouponId, Order, OrderId, ProductInfo, ProductStock,
+    UserId,
+};
+
+/// A value sent as a JSON string through its `Display`, written straight into
+/// the reply (escaped as needed) instead of into a `String` first.
+#[derive(Debug)]
+pub struct Text<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Text<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProductBody {
@@ -46,8 +61,10 @@ impl From<(ProductInfo, ProductStock)> for ProductBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderBody {
-    pub id: String,
-    pub user_id: String,
+    #[schema(value_type = String)]
+    pub id: Text<OrderId>,
+    #[schema(value_type = String)]
+    pub user_id: Text<UserId>,
     pub product_id: u64,
     pub quantity: u64,
     pub unit_price: u64,
@@ -55,24 +72,28 @@ pub struct OrderBody {
     #[schema(value_type = String, example = "PENDING_PAYMENT",
         pattern = "^(PENDING_PAYMENT|PAID|PAYMENT_FAILED|EXPIRED|CANCELLED|SHIPPED|DELIVERED|RETURN_REQUESTED|RETURNED)$")]
     pub status: &'static str,
-    pub created_at: String,
-    pub updated_at: String,
-    pub expires_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Text<Rfc3339>,
+    #[schema(value_type = String)]
+    pub updated_at: Text<Rfc3339>,
+    #[schema(value_type = String)]
+    pub expires_at: Text<Rfc3339>,
 }
 
 impl From<Order> for OrderBody {
     fn from(order: Order) -> Self {
+        let amount = order.amount();
         OrderBody {
-            id: order.id.to_string(),
-            user_id: order.user_id.to_string(),
+            id: Text(order.id),
+            user_id: Text(order.user_id),
             product_id: order.product_id.0,
             quantity: order.quantity,
             unit_price: order.unit_price,
-            amount: order.amount(),
+            amount,
             status: order.status.as_str(),
-            created_at: order.created_at.to_rfc3339(),
-            updated_at: order.updated_at.to_rfc3339(),
-            expires_at: order.expires_at.to_rfc3339(),
+            created_at: Text(order.created_at.rfc3339()),
+            updated_at: Text(order.updated_at.rfc3339()),
+            expires_at: Text(order.expires_at.rfc3339()),
         }
     }
 }
@@ -120,19 +141,22 @@ impl From<(CampaignInfo, CampaignStock)> for CampaignBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CouponBody {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: Text<CouponId>,
     pub campaign_id: u64,
-    pub user_id: String,
-    pub issued_at: String,
+    #[schema(value_type = String)]
+    pub user_id: Text<UserId>,
+    #[schema(value_type = String)]
+    pub issued_at: Text<Rfc3339>,
 }
 
 impl From<Coupon> for CouponBody {
     fn from(coupon: Coupon) -> Self {
         CouponBody {
-            id: coupon.id.to_string(),
+            id: Text(coupon.id),
             campaign_id: coupon.campaign_id.0,
-            user_id: coupon.user_id.to_string(),
-            issued_at: coupon.issued_at.to_rfc3339(),
+            user_id: Text(coupon.user_id),
+            issued_at: Text(coupon.issued_at.rfc3339()),
         }
     }
 }

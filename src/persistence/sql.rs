@@ -868,10 +868,18 @@ impl MySqlStore {
 }
 
 /// A string as a MySQL literal that cannot break out of its quotes whatever it
-/// holds: its UTF-8 bytes in hex, read as utf8mb4.
+/// holds. Text of letters, digits and `-_.:@` (most user ids) is quoted as is;
+/// anything else is written as its UTF-8 bytes in hex, read as utf8mb4. Plain
+/// literals are cheaper for the server to parse (a batch of orders is mostly
+/// user ids).
 fn mysql_text(out: &mut String, text: &str) {
-    if text.is_empty() {
-        out.push_str("''");
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'));
+    if plain {
+        out.push('\'');
+        out.push_str(text);
+        out.push('\'');
         return;
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -918,19 +926,24 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
             if i > 0 {
                 sql.push(',');
             }
-            let _ = write!(sql, "('{}',", o.id);
+            // Written piece by piece: `write!` costs more than the rest of
+            // the row, and a batch holds hundreds of rows.
+            sql.push_str("('");
+            sql.push_str(o.id.0.array_to_str(&mut [0; ulid::ULID_LEN]));
+            sql.push_str("',");
             mysql_text(&mut sql, o.user_id.as_str());
-            let _ = write!(
-                sql,
-                ",{},{},{},'{}',{},{},{})",
-                o.product_id.0,
-                o.quantity,
-                o.unit_price,
-                o.status.as_str(),
-                o.created_at.0,
-                o.updated_at.0,
-                o.expires_at.0
-            );
+            for value in [o.product_id.0, o.quantity, o.unit_price] {
+                sql.push(',');
+                sql.push_str(itoa::Buffer::new().format(value));
+            }
+            sql.push_str(",'");
+            sql.push_str(o.status.as_str());
+            sql.push('\'');
+            for value in [o.created_at.0, o.updated_at.0, o.expires_at.0] {
+                sql.push(',');
+                sql.push_str(itoa::Buffer::new().format(value));
+            }
+            sql.push(')');
         }
         sql.push(';');
     }
@@ -1017,15 +1030,36 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn text_literals_are_hex_whatever_they_hold() {
-        let mut sql = String::new();
-        super::mysql_text(&mut sql, "a'b\\c é");
-        assert_eq!(sql, "_utf8mb4 X'6127625c6320c3a9'");
-        assert!(
-            sql[11..sql.len() - 1]
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit())
+    fn text_literals_cannot_break_out_of_their_quotes() {
+        let literal = |text: &str| {
+            let mut sql = String::new();
+            super::mysql_text(&mut sql, text);
+            sql
+        };
+        assert_eq!(literal("a'b\\c é"), "_utf8mb4 X'6127625c6320c3a9'");
+        assert_eq!(
+            literal("user-42@shop.example:7_a"),
+            "'user-42@shop.example:7_a'"
         );
+        assert_eq!(literal(""), "''");
+        for tricky in [
+            "x' OR '1'='1",
+            "a\\",
+            "a;b",
+            "a b",
+            "\u{0}",
+            "é",
+            "a\"b",
+            "`",
+            "%",
+        ] {
+            let sql = literal(tricky);
+            let hex = sql
+                .strip_prefix("_utf8mb4 X'")
+                .and_then(|rest| rest.strip_suffix('\''))
+                .unwrap_or_else(|| panic!("{tricky:?} was not written in hex: {sql}"));
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
     }
 
     #[test]
