@@ -14,7 +14,7 @@ use crate::actors::{ActorSystem, Engine, EngineConfig, Registry};
 use crate::cluster::{LocalOwnership, Ownership};
 use crate::config::{DEVELOPMENT_JWT_SECRET, Settings};
 use crate::domain::Timing;
-use crate::http::{AppState, Auth};
+use crate::http::{AppState, Auth, Shared};
 use crate::persistence::writer::{Committer, ShardWriter, WriterLimits};
 use crate::persistence::{self, Backend, SharedStore};
 
@@ -192,13 +192,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         })
     };
-    let state = AppState {
+    let state = AppState::new(Shared {
         engine: node.engine.clone(),
-        auth: Arc::new(Auth::new(settings.jwt_secret())),
-        settings: Arc::new(settings.clone()),
+        auth: Auth::new(settings.jwt_secret()),
+        settings: settings.clone(),
         metrics,
         request_metrics: Default::default(),
-    };
+    });
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;
     listener.set_nonblocking(true)?;

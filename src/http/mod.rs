@@ -46,13 +46,32 @@ fn created<T: serde::Serialize>(
 /// Request bodies larger than this are refused with 413 (API.md).
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 
+/// What handlers share. axum clones the state for every request and several
+/// times within one, so it is one `Arc`: one reference count to touch, not one
+/// per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub engine: Arc<Engine>,
-    pub auth: Arc<Auth>,
-    pub settings: Arc<Settings>,
+    pub auth: Auth,
+    pub settings: Settings,
     pub metrics: PrometheusHandle,
-    pub request_metrics: Arc<ops::RequestMetrics>,
+    pub request_metrics: ops::RequestMetrics,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {
