@@ -229,7 +229,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             if let Err(error) = served {
                 tracing::error!(error = format!("{error:#}"), "an HTTP server stopped");
             }
-            let _ = ended_tx.send(()).await;
+            // Only the first ending is news; later ones must not wait to say so.
+            let _ = ended_tx.try_send(());
         }));
     }
     drop(ended_tx);

@@ -175,7 +175,57 @@ async fn concurrent_retries_with_one_key_make_one_order(backend: Backend) {
     assert_eq!(probe.orders(product).await.len(), 3);
 }
 
+/// Several arbiters, each accepting connections: orders reach products whose
+/// actors live on another arbiter than the one serving the connection, and
+/// every drop still sells exactly its stock; SIGTERM then stops every arbiter's
+/// server and flushes.
+async fn several_arbiters_share_the_load(backend: Backend) {
+    const ARBITERS: u32 = 3;
+    const SHARDS: u32 = 8; // as `Server::start` sets
+    const PRODUCTS: usize = 6;
+    const STOCK: u64 = 40;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let mut server = Server::start(&db, &["--arbiters", "3"]);
+    let mut products = Vec::new();
+    for _ in 0..PRODUCTS {
+        products.push(server.create_product(STOCK, None).await);
+    }
+    let arbiters: std::collections::BTreeSet<u32> = products
+        .iter()
+        .map(|id| {
+            let key = flashstock::domain::ItemKey::Product(flashstock::domain::ProductId(*id));
+            flashstock::cluster::shard_of(key, SHARDS) % ARBITERS
+        })
+        .collect();
+    assert!(arbiters.len() > 1, "the products all live on one arbiter");
+
+    let users = 100;
+    let requests = (0..users * PRODUCTS)
+        .map(|n| (user_token(n), products[n % PRODUCTS], 1, None))
+        .collect();
+    let replies = server.order_storm(requests, 300).await;
+    let counts = tally(&replies);
+    let sold = PRODUCTS * STOCK as usize;
+    let expected = std::collections::BTreeMap::from([
+        ("201".to_string(), sold),
+        ("409 out_of_stock".to_string(), users * PRODUCTS - sold),
+    ]);
+    assert_eq!(counts, expected);
+
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let probe = db.probe().await;
+    for product in products {
+        assert_eq!(probe.orders(product).await.len(), STOCK as usize);
+        let counts = probe.assert_consistent(product).await;
+        assert_eq!((counts.available, counts.reserved), (0, STOCK as i64));
+    }
+}
+
 on_both_backends! {
+    several_arbiters => several_arbiters_share_the_load,
     drop_10_units_10000_users => ten_thousand_users_for_ten_units,
     drop_10000_units_10000_users => ten_thousand_users_for_ten_thousand_units,
     per_user_limit_concurrent => per_user_limit_holds_under_concurrent_orders,
