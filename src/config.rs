@@ -134,9 +134,9 @@ pub struct Settings {
     #[arg(long, env = "FLASHSTOCK_SHARDS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=4096), global = true)]
     pub shards: u32,
 
-    /// Actor threads (arbiters); 0 means one per two cores (at least one): the
-    /// actors' work per message is small, and fewer threads mean fewer
-    /// cross-thread wake-ups than HTTP workers would need.
+    /// Arbiter threads, each serving HTTP connections and running the actors and
+    /// writers of its shards; 0 means one per two cores (at least one), leaving
+    /// the other cores to the database and the kernel's network work.
     #[arg(long, env = "FLASHSTOCK_ARBITERS", default_value_t = 0, global = true)]
     pub arbiters: usize,
 
