@@ -247,7 +247,162 @@ async fn a_fenced_writer_writes_nothing_and_reloads(backend: Backend) {
     assert_eq!(counts.reserved, 2);
 }
 
+/// One transaction carrying the batches of several shards (as the committer
+/// groups them): every product's counts, every order and every status change
+/// land, each shard's batch count moves by one; and when one shard's epoch is
+/// not ours, the whole transaction writes nothing, for any shard.
+async fn one_transaction_for_many_shards(backend: Backend) {
+    use flashstock::cluster::shard_of;
+    use flashstock::domain::{
+        ItemKey, Order, OrderId, OrderStatus, ProductId, ProductStock, UnixMillis, UserId,
+    };
+    use flashstock::persistence::{CommitError, Mutation, NewProduct, ShardBatch};
+
+    const SHARDS: u32 = 8;
+    const PRODUCTS: usize = 12;
+    // More orders per product than one CASE statement takes (64).
+    const ORDERS: u64 = 70;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = flashstock::persistence::connect(&db.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.shard_count(SHARDS).await.unwrap(), SHARDS);
+    let all: Vec<u32> = (0..SHARDS).collect();
+    let epochs = store.acquire_shards(&all, "node-a").await.unwrap();
+    let now = UnixMillis::now();
+    let mut products = Vec::new();
+    for n in 0..PRODUCTS {
+        let new = NewProduct {
+            name: format!("p{n}"),
+            price: 100,
+            stock: 1_000,
+            per_user_limit: None,
+            sale_starts_at: None,
+            sale_ends_at: None,
+            created_at: now,
+        };
+        products.push(store.insert_product(&new).await.unwrap().0.id);
+    }
+    let shard = |id: ProductId| shard_of(ItemKey::Product(id), SHARDS);
+    assert!(
+        products
+            .iter()
+            .map(|p| shard(*p))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 2
+    );
+    let stock_after = |reserved: u64, sold: u64| ProductStock {
+        total: 1_000,
+        available: 1_000 - reserved - sold,
+        reserved,
+        sold,
+        written_off: 0,
+    };
+    // Per shard: its products' orders and counts.
+    let mut placed: Vec<Vec<Mutation>> = vec![Vec::new(); SHARDS as usize];
+    let mut order_ids = Vec::new();
+    for product in &products {
+        for n in 0..ORDERS {
+            let order = Order {
+                id: OrderId::generate(),
+                user_id: UserId::parse(&format!("u{n}")).unwrap(),
+                product_id: *product,
+                quantity: 1,
+                unit_price: 100,
+                status: OrderStatus::PendingPayment,
+                created_at: now,
+                updated_at: now,
+                expires_at: now,
+            };
+            order_ids.push((*product, order.id));
+            placed[shard(*product) as usize].push(Mutation::OrderPlaced(order));
+        }
+        placed[shard(*product) as usize].push(Mutation::ProductCounts {
+            id: *product,
+            stock: stock_after(ORDERS, 0),
+            views_delta: 3,
+            next_due_at: Some(now),
+        });
+    }
+    fn batches<'a>(
+        mutations: &'a [Vec<Mutation>],
+        epoch_of: &dyn Fn(u32) -> u64,
+    ) -> Vec<ShardBatch<'a>> {
+        mutations
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(shard, m)| ShardBatch {
+                shard: shard as u32,
+                epoch: epoch_of(shard as u32),
+                mutations: m,
+            })
+            .collect()
+    }
+    let ours = |shard: u32| epochs[shard as usize];
+    store
+        .commit_batches(&batches(&placed, &ours))
+        .await
+        .unwrap();
+    let probe = db.probe().await;
+    for product in &products {
+        let counts = probe.assert_consistent(product.0).await;
+        assert_eq!(counts.reserved, ORDERS as i64);
+        assert_eq!(probe.orders(product.0).await.len(), ORDERS as usize);
+    }
+    let busy: Vec<u32> = (0..SHARDS)
+        .filter(|s| !placed[*s as usize].is_empty())
+        .collect();
+    for s in &busy {
+        assert_eq!(probe.shard_batches(*s).await, 1, "shard {s}");
+    }
+
+    // Every order paid, in one transaction again.
+    let mut paid: Vec<Vec<Mutation>> = vec![Vec::new(); SHARDS as usize];
+    for (product, id) in &order_ids {
+        paid[shard(*product) as usize].push(Mutation::OrderUpdated {
+            id: *id,
+            status: OrderStatus::Paid,
+            updated_at: now,
+        });
+    }
+    for product in &products {
+        paid[shard(*product) as usize].push(Mutation::ProductCounts {
+            id: *product,
+            stock: stock_after(0, ORDERS),
+            views_delta: 0,
+            next_due_at: None,
+        });
+    }
+    // With one shard's epoch not ours, nothing of it is written, for any shard.
+    let fenced = busy[busy.len() / 2];
+    let stale = |shard: u32| epochs[shard as usize] + u64::from(shard == fenced);
+    match store.commit_batches(&batches(&paid, &stale)).await {
+        Err(CommitError::Fenced { shard, .. }) => assert_eq!(shard, fenced),
+        other => panic!("expected shard {fenced} fenced, got {other:?}"),
+    }
+    for product in &products {
+        let counts = probe.assert_consistent(product.0).await;
+        assert_eq!((counts.reserved, counts.sold), (ORDERS as i64, 0));
+    }
+    for s in &busy {
+        assert_eq!(probe.shard_batches(*s).await, 1, "shard {s}");
+    }
+    store.commit_batches(&batches(&paid, &ours)).await.unwrap();
+    for product in &products {
+        let counts = probe.assert_consistent(product.0).await;
+        assert_eq!((counts.reserved, counts.sold), (0, ORDERS as i64));
+        assert!(probe.orders(product.0).await.iter().all(|o| o.2 == "PAID"));
+    }
+    for s in &busy {
+        assert_eq!(probe.shard_batches(*s).await, 2, "shard {s}");
+    }
+}
+
 on_both_backends! {
+    many_shards_one_transaction => one_transaction_for_many_shards,
     fenced_writer => a_fenced_writer_writes_nothing_and_reloads,
     sigkill_under_load => sigkill_under_load_loses_no_acknowledged_order,
     restart_continues => restart_continues_where_it_stopped,

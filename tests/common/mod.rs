@@ -266,6 +266,13 @@ impl Probe {
         (issued, users)
     }
 
+    /// How many batches the shard has committed (`shard_epochs.batches`).
+    pub async fn shard_batches(&self, shard: u32) -> i64 {
+        probe_query!(self,
+            "SELECT batches FROM shard_epochs WHERE shard = ?", i64::from(shard);
+            |rows| rows.first().expect("shard row").get(0))
+    }
+
     /// Moves every shard's epoch on, as a new owner taking the shards would.
     pub async fn bump_epochs(&self) {
         let sql = "UPDATE shard_epochs SET epoch = epoch + 1, owner = 'usurper'";
