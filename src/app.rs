@@ -234,10 +234,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }));
     }
     drop(ended_tx);
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = ended.recv() => tracing::error!("an HTTP server ended on its own; shutting down"),
-    }
+    let failed = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = ended.recv() => {
+            tracing::error!("an HTTP server ended on its own; shutting down");
+            true
+        }
+    };
     stop.send_replace(true);
     for server in servers {
         let _ = server.await;
@@ -245,6 +248,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     node.shutdown().await;
     upkeep.abort();
+    if failed {
+        anyhow::bail!("an HTTP server stopped; the node flushed its writers and stopped");
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
