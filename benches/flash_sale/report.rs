@@ -20,14 +20,15 @@ pub struct Row {
     pub p999_ms: f64,
     /// Transport errors and 5xx replies.
     pub errors: u64,
-    /// Orders beyond the stock.
-    pub oversold: u64,
-    /// Acknowledged orders missing from the database after the run.
-    pub lost: u64,
+    /// Orders beyond the stock; None where nothing is stored to check (noop).
+    pub oversold: Option<u64>,
+    /// Acknowledged orders missing from the database after the run; None where
+    /// nothing is stored to check (noop).
+    pub lost: Option<u64>,
 }
 
 impl Row {
-    pub fn new(strategy: &str, scenario: &str, stats: &Stats, oversold: u64, lost: u64) -> Row {
+    pub fn new(strategy: &str, scenario: &str, stats: &Stats, checked: Option<(u64, u64)>) -> Row {
         let seconds = stats.elapsed.as_secs_f64().max(1e-9);
         let h = &stats.latency_us;
         Row {
@@ -39,8 +40,8 @@ impl Row {
             p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
             p999_ms: h.value_at_quantile(0.999) as f64 / 1000.0,
             errors: stats.errors(),
-            oversold,
-            lost,
+            oversold: checked.map(|c| c.0),
+            lost: checked.map(|c| c.1),
         }
     }
 }
@@ -113,11 +114,16 @@ fn markdown(connections: usize, duration_s: f64, rows: &[Row]) -> String {
             r.p99_ms,
             r.p999_ms,
             r.errors,
-            r.oversold,
-            r.lost
+            checked(r.oversold),
+            checked(r.lost)
         );
     }
     md
+}
+
+/// A correctness count, or `n/a` where there was nothing to check.
+fn checked(count: Option<u64>) -> String {
+    count.map_or_else(|| "n/a".to_string(), |c| c.to_string())
 }
 
 fn chart(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
