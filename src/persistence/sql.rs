@@ -915,6 +915,31 @@ fn mysql_case<K: std::fmt::Display>(
     out.push_str(" END");
 }
 
+/// `UPDATE table SET` each of `columns` (an assignment's left side and
+/// operator, e.g. `"views = views + "`) to its value for the row, `WHERE key IN`
+/// the rows' keys: one statement per `CASE_ROWS_MAX` rows.
+fn mysql_update_rows<K: std::fmt::Display>(
+    out: &mut String,
+    table: &str,
+    key: &str,
+    columns: &[&str],
+    rows: &[(K, Vec<String>)],
+) {
+    for chunk in rows.chunks(CASE_ROWS_MAX) {
+        out.push_str("UPDATE ");
+        out.push_str(table);
+        out.push_str(" SET ");
+        for (column, assign) in columns.iter().enumerate() {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(assign);
+            mysql_case(out, key, chunk, column);
+        }
+        mysql_where_in(out, key, chunk);
+    }
+}
+
 /// ` WHERE key IN (..);` for `rows`.
 fn mysql_where_in<K: std::fmt::Display>(out: &mut String, key: &str, rows: &[(K, Vec<String>)]) {
     use std::fmt::Write as _;
@@ -1045,13 +1070,13 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
             (format!("'{id}'"), values)
         })
         .collect();
-    for chunk in updates.chunks(CASE_ROWS_MAX) {
-        sql.push_str("UPDATE orders SET status = ");
-        mysql_case(&mut sql, "id", chunk, 0);
-        sql.push_str(", updated_at = ");
-        mysql_case(&mut sql, "id", chunk, 1);
-        mysql_where_in(&mut sql, "id", chunk);
-    }
+    mysql_update_rows(
+        &mut sql,
+        "orders",
+        "id",
+        &["status = ", "updated_at = "],
+        &updates,
+    );
     // Every product's counts in one statement (per chunk): as many statements,
     // each of its own cost, made a transaction spanning 50 shards ~9x slower.
     let products: Vec<(u64, Vec<String>)> = batch
@@ -1075,9 +1100,11 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
             (id.0, values)
         })
         .collect();
-    for chunk in products.chunks(CASE_ROWS_MAX) {
-        sql.push_str("UPDATE products SET ");
-        let columns = [
+    mysql_update_rows(
+        &mut sql,
+        "products",
+        "id",
+        &[
             "total_stock = ",
             "stock_available = ",
             "stock_reserved = ",
@@ -1085,16 +1112,9 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
             "written_off = ",
             "views = views + ",
             "next_due_at = ",
-        ];
-        for (column, set) in columns.iter().enumerate() {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(set);
-            mysql_case(&mut sql, "id", chunk, column);
-        }
-        mysql_where_in(&mut sql, "id", chunk);
-    }
+        ],
+        &products,
+    );
     for info in batch.counts.infos.values() {
         sql.push_str("UPDATE products SET name = ");
         mysql_text(&mut sql, &info.name);
@@ -1112,11 +1132,7 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
         .iter()
         .map(|(id, issued)| (id.0, vec![issued.to_string()]))
         .collect();
-    for chunk in campaigns.chunks(CASE_ROWS_MAX) {
-        sql.push_str("UPDATE campaigns SET issued = ");
-        mysql_case(&mut sql, "id", chunk, 0);
-        mysql_where_in(&mut sql, "id", chunk);
-    }
+    mysql_update_rows(&mut sql, "campaigns", "id", &["issued = "], &campaigns);
     sql.push_str("COMMIT");
     sql
 }
