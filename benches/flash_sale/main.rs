@@ -3,7 +3,7 @@
 //! load engine (`hot`, then `drop`), each checked against its database.
 //!
 //! `cargo bench --bench flash_sale -- [--duration 10s] [--connections 256]
-//! [--out target/flash-sale] [--quick] [--only a,b]`
+//! [--out target/flash-sale] [--quick] [--only a,b] [--rounds 1]`
 //!
 //! Each server runs in a child process (this binary again, with
 //! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
@@ -66,6 +66,11 @@ struct Args {
     /// Only these strategies (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run every strategy this many times, in turn (strategy after strategy,
+    /// round after round), and report each one's median round: on a shared or
+    /// virtual machine one run can be off by 15% either way.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     #[arg(
         long,
         env = "FLASHSTOCK_TEST_MYSQL_URL",
@@ -239,143 +244,182 @@ async fn compare(args: Args) -> anyhow::Result<()> {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
         .collect();
     let admin = sqlx::MySqlPool::connect(&format!("{}/", args.mysql)).await?;
-    let mut rows = Vec::new();
-    for strategy in strategies {
-        eprintln!("== {strategy}");
-        let namespace = format!("flash-sale-{}-{strategy}", std::process::id());
-        let database = format!("fs_flash_sale_{}", strategy.replace('-', "_"));
-        let sqlite_dir = tempfile::tempdir()?;
-        let (database_url, storage) = if strategy == "flashstock-sqlite" {
-            let url = format!(
-                "sqlite://{}",
-                sqlite_dir.path().join("flashstock.db").display()
-            );
-            (url, None)
-        } else if strategy == "noop" {
-            (String::new(), Some(Storage::None))
-        } else {
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {database}"),
-                format!("CREATE DATABASE {database}"),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&admin)
-                    .await?;
-            }
-            (format!("{}/{database}", args.mysql), None)
-        };
-        let baseline = Baseline::parse(strategy);
-        let (hot_product, drop_product) = (1u64, 2u64);
-        if baseline.is_some_and(|b| b != Baseline::Noop) {
-            let pool = sqlx::MySqlPool::connect(&database_url).await?;
-            for sql in servers::SCHEMA {
-                sqlx::query(*sql).execute(&pool).await?;
-            }
-            sqlx::query("INSERT INTO products (id, stock) VALUES (?, ?), (?, ?)")
-                .bind(hot_product as i64)
-                .bind(HOT_STOCK as i64)
-                .bind(drop_product as i64)
-                .bind(drop_stock as i64)
-                .execute(&pool)
-                .await?;
-            if baseline == Some(Baseline::RedisLua) {
-                let mut redis = redis::Client::open(args.redis.as_str())?
-                    .get_multiplexed_async_connection()
-                    .await?;
-                for (product, stock) in [(hot_product, HOT_STOCK), (drop_product, drop_stock)] {
-                    let _: () = redis::cmd("SET")
-                        .arg(servers::redis_stock_key(&namespace, product))
-                        .arg(stock)
-                        .query_async(&mut redis)
-                        .await?;
-                }
-            }
-        }
-        let server = spawn_server(strategy, &database_url, &args.redis, &namespace)?;
-        let endpoint = Endpoint::parse(&server.url)?;
-        let storage = match storage {
-            Some(storage) => storage,
-            None if strategy == "flashstock-sqlite" => {
-                Storage::Sqlite(sqlx::SqlitePool::connect(&database_url).await?)
-            }
-            None => Storage::MySql(sqlx::MySqlPool::connect(&database_url).await?),
-        };
-        let driver = Driver {
-            endpoint: endpoint.clone(),
-            auth: Auth::new(JWT_SECRET),
-            run_id: namespace.clone(),
-            show_progress: false,
-        };
-        let (hot_product, drop_product) = if baseline.is_none() {
-            (
-                driver.create_product(HOT_STOCK).await?,
-                driver.create_product(drop_stock).await?,
-            )
-        } else {
-            (hot_product, drop_product)
-        };
-        let auth = Auth::new(JWT_SECRET);
-        let tokens: Vec<String> = (0..HOT_USERS.max(drop_users))
-            .map(|n| {
-                auth.token(
-                    &format!("{namespace}-{n}"),
-                    false,
-                    Duration::from_secs(3_600),
-                )
-            })
-            .collect();
-        let requests = |product: u64, users: usize| -> Arc<Vec<Bytes>> {
-            let body = format!("{{\"product_id\":{product},\"quantity\":1}}");
-            Arc::new(
-                tokens[..users]
-                    .iter()
-                    .map(|t| endpoint.request("POST", "/v1/orders", Some(t), Some(&body)))
-                    .collect(),
-            )
-        };
-
-        let hot_budget = Budget::Until(requests(hot_product, HOT_USERS), Instant::now() + duration);
-        let hot = client::run(
-            &endpoint,
-            hot_budget,
-            args.connections,
-            true,
-            Progress::default(),
-        )
-        .await;
-        let drop_budget = Budget::Each(requests(drop_product, drop_users));
-        let dropped = client::run(
-            &endpoint,
-            drop_budget,
-            args.connections.min(drop_users),
-            true,
-            Progress::default(),
-        )
-        .await;
-
-        for (scenario, stats, product, stock) in [
-            ("hot", &hot, hot_product, HOT_STOCK),
-            ("drop", &dropped, drop_product, drop_stock),
-        ] {
-            // noop stores nothing: there is nothing to check it against.
-            let checked = if strategy == "noop" {
-                None
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let mut rows = Vec::new();
+        for strategy in &strategies {
+            if args.rounds > 1 {
+                eprintln!("== {strategy} (round {round} of {})", args.rounds);
             } else {
-                Some(check(&storage, stats, product, stock).await?)
+                eprintln!("== {strategy}");
+            }
+            let phases = Phases {
+                duration,
+                drop_users,
+                drop_stock,
             };
-            let row = ResultRow::new(strategy, scenario, stats, checked);
-            eprintln!(
-                "   {scenario:<5} {:>9.0} orders/s  p99 {:>8.2} ms  errors {}  oversold {:?}  lost {:?}",
-                row.orders_per_s, row.p99_ms, row.errors, row.oversold, row.lost
-            );
-            rows.push(row);
+            rows.extend(run_strategy(&args, &admin, strategy, round, phases).await?);
         }
-        drop(server);
+        rounds.push(rows);
     }
+    let rows = report::medians(&rounds);
     let summary = write_reports(&args.out, args.connections, duration.as_secs_f64(), &rows)?;
     println!("{summary}");
     eprintln!("reports in {}", args.out.display());
     Ok(())
+}
+
+/// The lengths of the two phases of one strategy's run.
+#[derive(Clone, Copy)]
+struct Phases {
+    duration: Duration,
+    drop_users: usize,
+    drop_stock: u64,
+}
+
+/// One strategy, once: a fresh database, its server, `hot` then `drop`, each
+/// checked against what was stored.
+async fn run_strategy(
+    args: &Args,
+    admin: &sqlx::MySqlPool,
+    strategy: &str,
+    round: u32,
+    phases: Phases,
+) -> anyhow::Result<Vec<ResultRow>> {
+    let Phases {
+        duration,
+        drop_users,
+        drop_stock,
+    } = phases;
+    let mut rows = Vec::new();
+    let namespace = format!("flash-sale-{}-{round}-{strategy}", std::process::id());
+    let database = format!("fs_flash_sale_{}", strategy.replace('-', "_"));
+    let sqlite_dir = tempfile::tempdir()?;
+    let (database_url, storage) = if strategy == "flashstock-sqlite" {
+        let url = format!(
+            "sqlite://{}",
+            sqlite_dir.path().join("flashstock.db").display()
+        );
+        (url, None)
+    } else if strategy == "noop" {
+        (String::new(), Some(Storage::None))
+    } else {
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {database}"),
+            format!("CREATE DATABASE {database}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await?;
+        }
+        (format!("{}/{database}", args.mysql), None)
+    };
+    let baseline = Baseline::parse(strategy);
+    let (hot_product, drop_product) = (1u64, 2u64);
+    if baseline.is_some_and(|b| b != Baseline::Noop) {
+        let pool = sqlx::MySqlPool::connect(&database_url).await?;
+        for sql in servers::SCHEMA {
+            sqlx::query(*sql).execute(&pool).await?;
+        }
+        sqlx::query("INSERT INTO products (id, stock) VALUES (?, ?), (?, ?)")
+            .bind(hot_product as i64)
+            .bind(HOT_STOCK as i64)
+            .bind(drop_product as i64)
+            .bind(drop_stock as i64)
+            .execute(&pool)
+            .await?;
+        if baseline == Some(Baseline::RedisLua) {
+            let mut redis = redis::Client::open(args.redis.as_str())?
+                .get_multiplexed_async_connection()
+                .await?;
+            for (product, stock) in [(hot_product, HOT_STOCK), (drop_product, drop_stock)] {
+                let _: () = redis::cmd("SET")
+                    .arg(servers::redis_stock_key(&namespace, product))
+                    .arg(stock)
+                    .query_async(&mut redis)
+                    .await?;
+            }
+        }
+    }
+    let server = spawn_server(strategy, &database_url, &args.redis, &namespace)?;
+    let endpoint = Endpoint::parse(&server.url)?;
+    let storage = match storage {
+        Some(storage) => storage,
+        None if strategy == "flashstock-sqlite" => {
+            Storage::Sqlite(sqlx::SqlitePool::connect(&database_url).await?)
+        }
+        None => Storage::MySql(sqlx::MySqlPool::connect(&database_url).await?),
+    };
+    let driver = Driver {
+        endpoint: endpoint.clone(),
+        auth: Auth::new(JWT_SECRET),
+        run_id: namespace.clone(),
+        show_progress: false,
+    };
+    let (hot_product, drop_product) = if baseline.is_none() {
+        (
+            driver.create_product(HOT_STOCK).await?,
+            driver.create_product(drop_stock).await?,
+        )
+    } else {
+        (hot_product, drop_product)
+    };
+    let auth = Auth::new(JWT_SECRET);
+    let tokens: Vec<String> = (0..HOT_USERS.max(drop_users))
+        .map(|n| {
+            auth.token(
+                &format!("{namespace}-{n}"),
+                false,
+                Duration::from_secs(3_600),
+            )
+        })
+        .collect();
+    let requests = |product: u64, users: usize| -> Arc<Vec<Bytes>> {
+        let body = format!("{{\"product_id\":{product},\"quantity\":1}}");
+        Arc::new(
+            tokens[..users]
+                .iter()
+                .map(|t| endpoint.request("POST", "/v1/orders", Some(t), Some(&body)))
+                .collect(),
+        )
+    };
+
+    let hot_budget = Budget::Until(requests(hot_product, HOT_USERS), Instant::now() + duration);
+    let hot = client::run(
+        &endpoint,
+        hot_budget,
+        args.connections,
+        true,
+        Progress::default(),
+    )
+    .await;
+    let drop_budget = Budget::Each(requests(drop_product, drop_users));
+    let dropped = client::run(
+        &endpoint,
+        drop_budget,
+        args.connections.min(drop_users),
+        true,
+        Progress::default(),
+    )
+    .await;
+
+    for (scenario, stats, product, stock) in [
+        ("hot", &hot, hot_product, HOT_STOCK),
+        ("drop", &dropped, drop_product, drop_stock),
+    ] {
+        // noop stores nothing: there is nothing to check it against.
+        let checked = if strategy == "noop" {
+            None
+        } else {
+            Some(check(&storage, stats, product, stock).await?)
+        };
+        let row = ResultRow::new(strategy, scenario, stats, checked);
+        eprintln!(
+            "   {scenario:<5} {:>9.0} orders/s  p99 {:>8.2} ms  errors {}  oversold {:?}  lost {:?}",
+            row.orders_per_s, row.p99_ms, row.errors, row.oversold, row.lost
+        );
+        rows.push(row);
+    }
+    drop(server);
+    Ok(rows)
 }
 
 /// Oversold units and acknowledged orders missing from the database. Writes

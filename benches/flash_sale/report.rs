@@ -25,6 +25,10 @@ pub struct Row {
     /// Acknowledged orders missing from the database after the run; None where
     /// nothing is stored to check (noop).
     pub lost: Option<u64>,
+    /// Orders per second of every round, in the order they ran, when the
+    /// comparison ran more than once; the row is the median round's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<f64>,
 }
 
 impl Row {
@@ -42,8 +46,46 @@ impl Row {
             errors: stats.errors(),
             oversold: checked.map(|c| c.0),
             lost: checked.map(|c| c.1),
+            rounds: Vec::new(),
         }
     }
+}
+
+/// One row per strategy and scenario from several rounds of the whole
+/// comparison: the figures of the round with the median orders/s, with every
+/// round's orders/s beside them. Errors, oversold and lost are the worst of
+/// any round, so a fault in one round is never hidden by the others.
+pub fn medians(rounds: &[Vec<Row>]) -> Vec<Row> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    if rounds.len() == 1 {
+        return first.clone();
+    }
+    first
+        .iter()
+        .map(|row| {
+            let mut runs: Vec<&Row> = rounds
+                .iter()
+                .filter_map(|rows| {
+                    rows.iter()
+                        .find(|r| r.strategy == row.strategy && r.scenario == row.scenario)
+                })
+                .collect();
+            let rates = runs.iter().map(|r| r.orders_per_s).collect();
+            let errors = runs.iter().map(|r| r.errors).max().unwrap_or(0);
+            let worst = |count: fn(&Row) -> Option<u64>| runs.iter().filter_map(|r| count(r)).max();
+            let (oversold, lost) = (worst(|r| r.oversold), worst(|r| r.lost));
+            runs.sort_by(|a, b| a.orders_per_s.total_cmp(&b.orders_per_s));
+            Row {
+                errors,
+                oversold,
+                lost,
+                rounds: rates,
+                ..runs[(runs.len() - 1) / 2].clone()
+            }
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -51,6 +93,8 @@ struct Report<'a> {
     scenario: &'a str,
     connections: usize,
     duration_s: f64,
+    /// How many times each strategy ran; each result is its median round.
+    rounds: usize,
     results: &'a [Row],
 }
 
@@ -66,6 +110,12 @@ pub fn write_reports(
         scenario: "hot, then drop",
         connections,
         duration_s,
+        rounds: rows
+            .iter()
+            .map(|r| r.rounds.len())
+            .max()
+            .unwrap_or(0)
+            .max(1),
         results: rows,
     };
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
@@ -90,22 +140,43 @@ pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
 
 fn markdown(connections: usize, duration_s: f64, rows: &[Row]) -> String {
     let mut md = String::new();
+    let rounds = rows.iter().map(|r| r.rounds.len()).max().unwrap_or(0);
+    let _ = write!(
+        md,
+        "`hot`: {duration_s:.0} s, {connections} connections; `drop`: every user orders once."
+    );
+    if rounds > 1 {
+        let _ = write!(
+            md,
+            " Each strategy ran {rounds} times in turn; each row is its median round, \
+             with every round's orders/s in the last column; errors, oversold and lost \
+             are the worst of any round."
+        );
+    }
+    let _ = writeln!(md, "\n");
+    let (extra_head, extra_rule) = if rounds > 1 {
+        (" orders/s, each round |", " ---: |")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         md,
-        "`hot`: {duration_s:.0} s, {connections} connections; `drop`: every user orders once.\n"
+        "| strategy | scenario | orders/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors | oversold | lost |{extra_head}"
     );
     let _ = writeln!(
         md,
-        "| strategy | scenario | orders/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors | oversold | lost |"
-    );
-    let _ = writeln!(
-        md,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{extra_rule}"
     );
     for r in rows {
+        let each = if rounds > 1 {
+            let all: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
+            format!(" {} |", all.join(", "))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |{each}",
             r.strategy,
             r.scenario,
             r.orders_per_s,

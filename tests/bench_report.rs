@@ -1,0 +1,129 @@
+//! The flash-sale comparison's report (`benches/flash_sale/report.rs`): how
+//! several rounds become one row per strategy and scenario, and what the
+//! written reports say of them.
+
+#[path = "../benches/flash_sale/report.rs"]
+#[allow(dead_code)]
+mod report;
+
+use report::{Row, medians, write_reports};
+
+fn row(strategy: &str, scenario: &str, orders_per_s: f64, p99_ms: f64) -> Row {
+    Row {
+        strategy: strategy.into(),
+        scenario: scenario.into(),
+        orders_per_s,
+        requests_per_s: orders_per_s,
+        p50_ms: p99_ms / 4.0,
+        p99_ms,
+        p999_ms: p99_ms * 2.0,
+        errors: 0,
+        oversold: Some(0),
+        lost: Some(0),
+        rounds: Vec::new(),
+    }
+}
+
+#[test]
+fn one_round_is_reported_as_it_ran() {
+    let rows = vec![row("noop", "hot", 80_000.0, 8.0)];
+    let reported = medians(std::slice::from_ref(&rows));
+    assert_eq!(reported.len(), 1);
+    assert_eq!(reported[0].orders_per_s, 80_000.0);
+    assert!(reported[0].rounds.is_empty());
+}
+
+#[test]
+fn each_row_is_its_median_round_and_faults_of_any_round_show() {
+    let rounds = vec![
+        vec![
+            row("a", "hot", 30_000.0, 10.0),
+            row("a", "drop", 3_000.0, 30.0),
+        ],
+        vec![
+            row("a", "hot", 36_000.0, 9.0),
+            Row {
+                lost: Some(2),
+                errors: 5,
+                ..row("a", "drop", 2_000.0, 40.0)
+            },
+        ],
+        vec![
+            row("a", "hot", 33_000.0, 12.0),
+            Row {
+                oversold: Some(1),
+                ..row("a", "drop", 4_000.0, 20.0)
+            },
+        ],
+    ];
+    let reported = medians(&rounds);
+    assert_eq!(reported.len(), 2);
+
+    let hot = &reported[0];
+    assert_eq!((hot.strategy.as_str(), hot.scenario.as_str()), ("a", "hot"));
+    // The median round's figures, all of them from that round.
+    assert_eq!(hot.orders_per_s, 33_000.0);
+    assert_eq!(hot.p99_ms, 12.0);
+    assert_eq!(hot.rounds, vec![30_000.0, 36_000.0, 33_000.0]);
+    assert_eq!((hot.errors, hot.oversold, hot.lost), (0, Some(0), Some(0)));
+
+    let dropped = &reported[1];
+    assert_eq!(dropped.orders_per_s, 3_000.0);
+    assert_eq!(dropped.p99_ms, 30.0);
+    assert_eq!(
+        (dropped.errors, dropped.oversold, dropped.lost),
+        (5, Some(1), Some(2))
+    );
+}
+
+#[test]
+fn an_even_number_of_rounds_reports_the_lower_middle_and_unchecked_stays_unchecked() {
+    let unchecked = |rate| Row {
+        oversold: None,
+        lost: None,
+        ..row("noop", "hot", rate, 5.0)
+    };
+    let rounds = vec![
+        vec![unchecked(90_000.0)],
+        vec![unchecked(70_000.0)],
+        vec![unchecked(80_000.0)],
+        vec![unchecked(100_000.0)],
+    ];
+    let reported = medians(&rounds);
+    assert_eq!(reported[0].orders_per_s, 80_000.0);
+    assert_eq!((reported[0].oversold, reported[0].lost), (None, None));
+}
+
+#[test]
+fn reports_name_the_rounds() {
+    let rounds = vec![
+        vec![row("a", "hot", 30_000.0, 10.0)],
+        vec![row("a", "hot", 34_000.0, 11.0)],
+        vec![row("a", "hot", 32_000.0, 12.0)],
+    ];
+    let reported = medians(&rounds);
+    let out = tempfile::tempdir().unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, &reported).unwrap();
+    assert!(markdown.contains("ran 3 times"), "{markdown}");
+    assert!(markdown.contains("| a | hot | 32000 |"), "{markdown}");
+    assert!(markdown.contains("30000, 34000, 32000 |"), "{markdown}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["rounds"], 3);
+    assert_eq!(json["results"][0]["orders_per_s"], 32_000.0);
+    assert_eq!(
+        json["results"][0]["rounds"],
+        serde_json::json!([30_000.0, 34_000.0, 32_000.0])
+    );
+    assert!(out.path().join("report.svg").exists());
+
+    // A single round writes no per-round column and no per-round list.
+    let single = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
+    let markdown = write_reports(out.path(), 256, 10.0, &single).unwrap();
+    assert!(!markdown.contains("each round"), "{markdown}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["rounds"], 1);
+    assert!(json["results"][0].get("rounds").is_none());
+}
