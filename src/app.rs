@@ -199,9 +199,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         metrics,
         request_metrics: Default::default(),
     });
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .with_context(|| format!("listening on {}", settings.listen))?;
-    listener.set_nonblocking(true)?;
+    let listener =
+        listen(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, arbiters = node.arbiter_count(), "flashstock serving");
     // Tests and scripts wait for this line to know the port.
@@ -255,6 +254,29 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Connections the kernel completes and queues before the server accepts them.
+/// A drop opens thousands at once; past the queue the kernel drops the SYN and
+/// the client tries again only after a second (std's default queue is 128). The
+/// kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A non-blocking listening socket on `address` with a queue of
+/// [`LISTEN_BACKLOG`] connections.
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    // As std does: a restarted server may bind while old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
@@ -281,6 +303,38 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    /// A burst of connections larger than std's queue of 128 all complete while
+    /// the server is not accepting: none waits for a retried SYN.
+    #[test]
+    fn listener_queues_a_burst_of_connections() {
+        let listener = super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        // The kernel queues one more than the backlog; stay well under the
+        // process's file limit.
+        let burst = 400.min(somaxconn);
+        assert!(
+            burst > 128,
+            "net.core.somaxconn {somaxconn} is too small to show this"
+        );
+        let clients: Vec<_> = (0..burst)
+            .map(|n| {
+                std::net::TcpStream::connect_timeout(&address, Duration::from_millis(900))
+                    .unwrap_or_else(|e| panic!("connection {n} of {burst} not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(clients.len(), burst);
+        // Accepting still works, and the socket does not block.
+        let (first, _) = listener.accept().unwrap();
+        drop(first);
+        drop(clients);
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

@@ -129,7 +129,10 @@ fn serve_child(strategy: &str) -> anyhow::Result<()> {
         Baseline::parse(strategy).ok_or_else(|| anyhow::anyhow!("unknown {strategy}"))?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // The same listening queue as flashstock's, so a burst of connections
+        // meets the same kernel on every server.
+        let listener =
+            tokio::net::TcpListener::from_std(flashstock::app::listen("127.0.0.1:0".parse()?)?)?;
         println!("listening on http://{}", listener.local_addr()?);
         servers::serve(
             baseline,
