@@ -465,6 +465,31 @@ async fn loadtest_checks_a_drop(backend: Backend) {
         .expect("run loadtest");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+    // No server at the URL: one clear error before any load, for every scenario.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for scenario in [
+        &["get", "--path", "/healthz", "--duration", "2s"][..],
+        &["drop", "--users", "10", "--stock", "1"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
+            .args(["loadtest", "--url", &nobody, "--jwt-secret", JWT_SECRET])
+            .args(scenario)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run loadtest");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{scenario:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot connect to {nobody}")),
+            "{scenario:?}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{scenario:?}: no report without a server"
+        );
+    }
 }
 
 on_both_backends! {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -163,6 +164,11 @@ impl Driver {
         url: &str,
     ) -> anyhow::Result<Report> {
         let name = scenario.name();
+        // A server that is not there is one clear error, not a run of
+        // thousands of failed connections.
+        tokio::net::TcpStream::connect(self.endpoint.addr)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
         let (stats, verdict) = match scenario.clone() {
             Scenario::Drop { users, stock } => self.drop(users, stock, connections).await?,
             Scenario::Hot { duration } => self.spread(1, duration, connections).await?,
@@ -203,7 +209,9 @@ impl Driver {
         let request = self
             .endpoint
             .request(method, path, Some(&admin), body.as_deref());
-        let (status, reply) = fetch_json(&self.endpoint, &request).await?;
+        let (status, reply) = fetch_json(&self.endpoint, &request)
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         anyhow::ensure!(
             (200..300).contains(&status),
             "{method} {path}: {status} {reply}"
