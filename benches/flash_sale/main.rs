@@ -231,11 +231,21 @@ impl Storage {
     }
 }
 
-async fn compare(args: Args) -> anyhow::Result<()> {
+async fn compare(mut args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=10_000).contains(&args.connections),
         "--connections must be 1..=10000"
     );
+    let server = args.mysql.trim_end_matches('/');
+    anyhow::ensure!(
+        server
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.contains('/')),
+        "--mysql / FLASHSTOCK_TEST_MYSQL_URL names the server, without a database \
+         (each strategy gets a database of its own): got {}",
+        flashstock::app::redact(server)
+    );
+    args.mysql = server.to_string();
     let (duration, drop_users, drop_stock) = if args.quick {
         (args.duration.min(Duration::from_secs(3)), 2_000, 200)
     } else {
