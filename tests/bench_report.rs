@@ -103,7 +103,7 @@ fn reports_name_the_rounds() {
     ];
     let reported = medians(&rounds);
     let out = tempfile::tempdir().unwrap();
-    let markdown = write_reports(out.path(), 256, 10.0, &reported).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, &reported).unwrap();
     assert!(markdown.contains("ran 3 times"), "{markdown}");
     assert!(markdown.contains("| a | hot | 32000 |"), "{markdown}");
     assert!(markdown.contains("30000, 34000, 32000 |"), "{markdown}");
@@ -120,10 +120,36 @@ fn reports_name_the_rounds() {
 
     // A single round writes no per-round column and no per-round list.
     let single = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let markdown = write_reports(out.path(), 256, 10.0, &single).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, &single).unwrap();
     assert!(!markdown.contains("each round"), "{markdown}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["rounds"], 1);
     assert!(json["results"][0].get("rounds").is_none());
+    assert!(json["pinned"].is_null());
+}
+
+#[test]
+fn reports_say_where_servers_and_loader_ran() {
+    let out = tempfile::tempdir().unwrap();
+    let pinned = report::Pinning {
+        servers: vec![0],
+        loader: vec![1],
+    };
+    let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
+    let markdown = write_reports(out.path(), 256, 10.0, Some(&pinned), &rows).unwrap();
+    assert!(
+        markdown.contains("Servers on cores [0], the loader on cores [1]"),
+        "{markdown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["pinned"],
+        serde_json::json!({"servers": [0], "loader": [1]})
+    );
+    // Rendering again from the JSON keeps it.
+    let again = tempfile::tempdir().unwrap();
+    let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
+    assert_eq!(rendered, markdown);
 }

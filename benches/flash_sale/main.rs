@@ -3,7 +3,7 @@
 //! load engine (`hot`, then `drop`), each checked against its database.
 //!
 //! `cargo bench --bench flash_sale -- [--duration 10s] [--connections 256]
-//! [--out target/flash-sale] [--quick] [--only a,b] [--rounds 1]`
+//! [--out target/flash-sale] [--quick] [--only a,b] [--rounds 1] [--pin]`
 //!
 //! Each server runs in a child process (this binary again, with
 //! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
@@ -71,6 +71,11 @@ struct Args {
     /// virtual machine one run can be off by 15% either way.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
+    /// Keep servers and loader off each other's cores: every server on the
+    /// first half of the cores, the loader on the rest (MariaDB and Redis are
+    /// left to the scheduler), as if they ran on machines of their own.
+    #[arg(long)]
+    pin: bool,
     #[arg(
         long,
         env = "FLASHSTOCK_TEST_MYSQL_URL",
@@ -97,13 +102,76 @@ fn main() -> anyhow::Result<()> {
         println!("{summary}");
         return Ok(());
     }
+    let server_cores = if args.pin {
+        let (server, loader) = split_cores()?;
+        // Set before the runtime starts: its threads inherit the mask.
+        pin_to(&loader)?;
+        server
+    } else {
+        Vec::new()
+    };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(compare(args))
+    runtime.block_on(compare(args, server_cores))
+}
+
+/// This process's cores for `--pin`: the lower half (at least one) for the
+/// servers, the rest for the loader.
+fn split_cores() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    let mut all = loader_cores();
+    anyhow::ensure!(
+        all.len() >= 2,
+        "--pin needs at least two cores, this process has {}",
+        all.len()
+    );
+    let loader = all.split_off(all.len() / 2);
+    Ok((all, loader))
+}
+
+/// The cores this process may run on (the loader's, once pinned).
+fn loader_cores() -> Vec<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    use nix::unistd::Pid;
+    sched_getaffinity(Pid::from_raw(0))
+        .map(|set| {
+            (0..CpuSet::count())
+                .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn join(cores: &[usize]) -> String {
+    cores
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Restricts this thread, and every thread it starts afterwards, to `cores`.
+fn pin_to(cores: &[usize]) -> anyhow::Result<()> {
+    anyhow::ensure!(!cores.is_empty(), "no cores to run on");
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    for &cpu in cores {
+        set.set(cpu)?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set)?;
+    Ok(())
 }
 
 /// The child process: serve one strategy on 127.0.0.1:0 and print the URL.
 fn serve_child(strategy: &str) -> anyhow::Result<()> {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let cores: Vec<usize> = var("FLASH_SALE_CORES")
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    if !cores.is_empty() {
+        pin_to(&cores)?;
+    }
     if let Some(flavour) = strategy.strip_prefix("flashstock-") {
         let ack = if flavour == "memory" {
             "memory"
@@ -173,12 +241,14 @@ fn spawn_server(
     database_url: &str,
     redis_url: &str,
     namespace: &str,
+    cores: &[usize],
 ) -> anyhow::Result<ServerProcess> {
     let mut child = Command::new(std::env::current_exe()?)
         .env("FLASH_SALE_SERVE", strategy)
         .env("FLASH_SALE_DATABASE_URL", database_url)
         .env("FLASH_SALE_REDIS_URL", redis_url)
         .env("FLASH_SALE_NAMESPACE", namespace)
+        .env("FLASH_SALE_CORES", join(cores))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -231,7 +301,7 @@ impl Storage {
     }
 }
 
-async fn compare(mut args: Args) -> anyhow::Result<()> {
+async fn compare(mut args: Args, server_cores: Vec<usize>) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=10_000).contains(&args.connections),
         "--connections must be 1..=10000"
@@ -271,12 +341,28 @@ async fn compare(mut args: Args) -> anyhow::Result<()> {
                 drop_users,
                 drop_stock,
             };
-            rows.extend(run_strategy(&args, &admin, strategy, round, phases).await?);
+            let setup = Setup {
+                admin: &admin,
+                server_cores: &server_cores,
+                round,
+                phases,
+            };
+            rows.extend(run_strategy(&args, setup, strategy).await?);
         }
         rounds.push(rows);
     }
     let rows = report::medians(&rounds);
-    let summary = write_reports(&args.out, args.connections, duration.as_secs_f64(), &rows)?;
+    let pinned = (!server_cores.is_empty()).then(|| report::Pinning {
+        servers: server_cores.clone(),
+        loader: loader_cores(),
+    });
+    let summary = write_reports(
+        &args.out,
+        args.connections,
+        duration.as_secs_f64(),
+        pinned.as_ref(),
+        &rows,
+    )?;
     println!("{summary}");
     eprintln!("reports in {}", args.out.display());
     Ok(())
@@ -290,20 +376,34 @@ struct Phases {
     drop_stock: u64,
 }
 
+/// What every strategy's run shares.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    admin: &'a sqlx::MySqlPool,
+    /// Where the servers run (`--pin`); empty: anywhere.
+    server_cores: &'a [usize],
+    round: u32,
+    phases: Phases,
+}
+
 /// One strategy, once: a fresh database, its server, `hot` then `drop`, each
 /// checked against what was stored.
 async fn run_strategy(
     args: &Args,
-    admin: &sqlx::MySqlPool,
+    setup: Setup<'_>,
     strategy: &str,
-    round: u32,
-    phases: Phases,
 ) -> anyhow::Result<Vec<ResultRow>> {
-    let Phases {
-        duration,
-        drop_users,
-        drop_stock,
-    } = phases;
+    let Setup {
+        admin,
+        server_cores,
+        round,
+        phases:
+            Phases {
+                duration,
+                drop_users,
+                drop_stock,
+            },
+    } = setup;
     let mut rows = Vec::new();
     let namespace = format!("flash-sale-{}-{round}-{strategy}", std::process::id());
     let database = format!("fs_flash_sale_{}", strategy.replace('-', "_"));
@@ -352,7 +452,13 @@ async fn run_strategy(
             }
         }
     }
-    let server = spawn_server(strategy, &database_url, &args.redis, &namespace)?;
+    let server = spawn_server(
+        strategy,
+        &database_url,
+        &args.redis,
+        &namespace,
+        server_cores,
+    )?;
     let endpoint = Endpoint::parse(&server.url)?;
     let storage = match storage {
         Some(storage) => storage,

@@ -88,11 +88,20 @@ pub fn medians(rounds: &[Vec<Row>]) -> Vec<Row> {
         .collect()
 }
 
+/// Where servers and loader ran (`--pin`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Pinning {
+    pub servers: Vec<usize>,
+    pub loader: Vec<usize>,
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     scenario: &'a str,
     connections: usize,
     duration_s: f64,
+    /// None: servers and loader shared every core.
+    pinned: Option<&'a Pinning>,
     /// How many times each strategy ran; each result is its median round.
     rounds: usize,
     results: &'a [Row],
@@ -103,6 +112,7 @@ pub fn write_reports(
     out: &Path,
     connections: usize,
     duration_s: f64,
+    pinned: Option<&Pinning>,
     rows: &[Row],
 ) -> anyhow::Result<String> {
     std::fs::create_dir_all(out)?;
@@ -110,6 +120,7 @@ pub fn write_reports(
         scenario: "hot, then drop",
         connections,
         duration_s,
+        pinned,
         rounds: rows
             .iter()
             .map(|r| r.rounds.len())
@@ -119,7 +130,7 @@ pub fn write_reports(
         results: rows,
     };
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
-    let markdown = markdown(connections, duration_s, rows);
+    let markdown = markdown(connections, duration_s, pinned, rows);
     std::fs::write(out.join("report.md"), &markdown)?;
     chart(&out.join("report.svg"), rows)?;
     Ok(markdown)
@@ -131,20 +142,28 @@ pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
     let rows: Vec<Row> = serde_json::from_value(report["results"].clone())?;
     let connections = report["connections"].as_u64().unwrap_or(0) as usize;
     let duration_s = report["duration_s"].as_f64().unwrap_or(0.0);
+    let pinned: Option<Pinning> = serde_json::from_value(report["pinned"].clone()).unwrap_or(None);
     std::fs::create_dir_all(out)?;
-    let markdown = markdown(connections, duration_s, &rows);
+    let markdown = markdown(connections, duration_s, pinned.as_ref(), &rows);
     std::fs::write(out.join("report.md"), &markdown)?;
     chart(&out.join("report.svg"), &rows)?;
     Ok(markdown)
 }
 
-fn markdown(connections: usize, duration_s: f64, rows: &[Row]) -> String {
+fn markdown(connections: usize, duration_s: f64, pinned: Option<&Pinning>, rows: &[Row]) -> String {
     let mut md = String::new();
     let rounds = rows.iter().map(|r| r.rounds.len()).max().unwrap_or(0);
     let _ = write!(
         md,
         "`hot`: {duration_s:.0} s, {connections} connections; `drop`: every user orders once."
     );
+    if let Some(p) = pinned {
+        let _ = write!(
+            md,
+            " Servers on cores {:?}, the loader on cores {:?}; MariaDB and Redis anywhere.",
+            p.servers, p.loader
+        );
+    }
     if rounds > 1 {
         let _ = write!(
             md,
