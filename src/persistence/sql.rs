@@ -895,35 +895,19 @@ fn mysql_text(out: &mut String, text: &str) {
 /// order for each row, so a statement's work grows with the square of its rows.
 const CASE_ROWS_MAX: usize = 64;
 
-/// The value of column `column` for the row being updated, chosen by `key`
-/// among `rows` (key, rendered values); just the value when there is one row.
-fn mysql_case<K: std::fmt::Display>(
-    out: &mut String,
-    key: &str,
-    rows: &[(K, Vec<String>)],
-    column: usize,
-) {
-    use std::fmt::Write as _;
-    if let [(_, values)] = rows {
-        out.push_str(&values[column]);
-        return;
-    }
-    let _ = write!(out, "CASE {key}");
-    for (id, values) in rows {
-        let _ = write!(out, " WHEN {id} THEN {}", values[column]);
-    }
-    out.push_str(" END");
-}
-
 /// `UPDATE table SET` each of `columns` (an assignment's left side and
 /// operator, e.g. `"views = views + "`) to its value for the row, `WHERE key IN`
-/// the rows' keys: one statement per `CASE_ROWS_MAX` rows.
-fn mysql_update_rows<K: std::fmt::Display>(
+/// the rows' keys: one statement per `CASE_ROWS_MAX` rows. `write_key` writes a
+/// row's key, `write_value` its value for a column (by index), straight into
+/// `out`: a batch has hundreds of rows and each is written without allocating.
+fn mysql_update_rows<R>(
     out: &mut String,
     table: &str,
     key: &str,
     columns: &[&str],
-    rows: &[(K, Vec<String>)],
+    rows: &[R],
+    write_key: impl Fn(&mut String, &R),
+    write_value: impl Fn(&mut String, &R, usize),
 ) {
     for chunk in rows.chunks(CASE_ROWS_MAX) {
         out.push_str("UPDATE ");
@@ -934,31 +918,66 @@ fn mysql_update_rows<K: std::fmt::Display>(
                 out.push_str(", ");
             }
             out.push_str(assign);
-            mysql_case(out, key, chunk, column);
+            let value = |out: &mut String, row: &R| write_value(out, row, column);
+            mysql_case(out, key, chunk, &write_key, value);
         }
-        mysql_where_in(out, key, chunk);
+        mysql_where_in(out, key, chunk, &write_key);
     }
 }
 
+/// The value (`write_value`) for the row being updated, chosen by `key` among
+/// `rows`; just the value when there is one row.
+fn mysql_case<R>(
+    out: &mut String,
+    key: &str,
+    rows: &[R],
+    write_key: impl Fn(&mut String, &R),
+    write_value: impl Fn(&mut String, &R),
+) {
+    if let [row] = rows {
+        write_value(out, row);
+        return;
+    }
+    out.push_str("CASE ");
+    out.push_str(key);
+    for row in rows {
+        out.push_str(" WHEN ");
+        write_key(out, row);
+        out.push_str(" THEN ");
+        write_value(out, row);
+    }
+    out.push_str(" END");
+}
+
 /// ` WHERE key IN (..);` for `rows`.
-fn mysql_where_in<K: std::fmt::Display>(out: &mut String, key: &str, rows: &[(K, Vec<String>)]) {
-    use std::fmt::Write as _;
-    let _ = write!(out, " WHERE {key} IN (");
-    for (i, (id, _)) in rows.iter().enumerate() {
+fn mysql_where_in<R>(out: &mut String, key: &str, rows: &[R], write_key: impl Fn(&mut String, &R)) {
+    out.push_str(" WHERE ");
+    out.push_str(key);
+    out.push_str(" IN (");
+    for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{id}");
+        write_key(out, row);
     }
     out.push_str(");");
 }
 
+/// A number, written without `fmt`.
+fn mysql_int(out: &mut String, value: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(value));
+}
+
+/// An order id as a quoted literal.
+fn mysql_order_id(out: &mut String, id: OrderId) {
+    out.push('\'');
+    out.push_str(id.0.array_to_str(&mut [0; ulid::ULID_LEN]));
+    out.push('\'');
+}
+
 fn mysql_opt_int(out: &mut String, value: Option<i64>) {
-    use std::fmt::Write as _;
     match value {
-        Some(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Some(v) => mysql_int(out, v),
         None => out.push_str("NULL"),
     }
 }
@@ -972,24 +991,23 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
     // The fences, one statement: a NOT NULL column set to NULL fails the
     // statement (and so the transaction) unless every shard's epoch is ours; it
     // also takes the shard rows' locks (in key order).
-    let fences: Vec<(u32, Vec<String>)> = batches
-        .iter()
-        .map(|b| (b.shard, vec![b.epoch.to_string()]))
-        .collect();
     debug_assert!(
-        fences
+        batches
             .iter()
-            .map(|f| f.0)
+            .map(|b| b.shard)
             .collect::<std::collections::HashSet<_>>()
             .len()
-            == fences.len(),
+            == batches.len(),
         "one batch per shard in a transaction"
     );
-    for chunk in fences.chunks(CASE_ROWS_MAX) {
+    let shard = |out: &mut String, b: &ShardBatch<'_>| mysql_int(out, b.shard);
+    for chunk in batches.chunks(CASE_ROWS_MAX) {
         sql.push_str("UPDATE shard_epochs SET batches = batches + 1, epoch = IF(epoch = ");
-        mysql_case(&mut sql, "shard", chunk, 0);
+        mysql_case(&mut sql, "shard", chunk, shard, |out, b| {
+            mysql_int(out, b.epoch)
+        });
         sql.push_str(", epoch, NULL)");
-        mysql_where_in(&mut sql, "shard", chunk);
+        mysql_where_in(&mut sql, "shard", chunk, shard);
     }
     if !batch.orders.is_empty() {
         sql.push_str(concat!(
@@ -1003,20 +1021,20 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
             }
             // Written piece by piece: `write!` costs more than the rest of
             // the row, and a batch holds hundreds of rows.
-            sql.push_str("('");
-            sql.push_str(o.id.0.array_to_str(&mut [0; ulid::ULID_LEN]));
-            sql.push_str("',");
+            sql.push('(');
+            mysql_order_id(&mut sql, o.id);
+            sql.push(',');
             mysql_text(&mut sql, o.user_id.as_str());
             for value in [o.product_id.0, o.quantity, o.unit_price] {
                 sql.push(',');
-                sql.push_str(itoa::Buffer::new().format(value));
+                mysql_int(&mut sql, value);
             }
             sql.push_str(",'");
             sql.push_str(o.status.as_str());
             sql.push('\'');
             for value in [o.created_at.0, o.updated_at.0, o.expires_at.0] {
                 sql.push(',');
-                sql.push_str(itoa::Buffer::new().format(value));
+                mysql_int(&mut sql, value);
             }
             sql.push(')');
         }
@@ -1062,44 +1080,28 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
         sql.push(';');
     }
     // Status changes of stored orders, many per statement like the counts.
-    let updates: Vec<(String, Vec<String>)> = batch
-        .updates
-        .iter()
-        .map(|(id, status, updated_at)| {
-            let values = vec![format!("'{}'", status.as_str()), updated_at.0.to_string()];
-            (format!("'{id}'"), values)
-        })
-        .collect();
     mysql_update_rows(
         &mut sql,
         "orders",
         "id",
         &["status = ", "updated_at = "],
-        &updates,
+        &batch.updates,
+        |out, (id, _, _)| mysql_order_id(out, *id),
+        |out, (_, status, updated_at), column| match column {
+            0 => {
+                out.push('\'');
+                out.push_str(status.as_str());
+                out.push('\'');
+            }
+            _ => mysql_int(out, updated_at.0),
+        },
     );
     // Every product's counts in one statement (per chunk): as many statements,
     // each of its own cost, made a transaction spanning 50 shards ~9x slower.
-    let products: Vec<(u64, Vec<String>)> = batch
-        .counts
-        .products
-        .iter()
-        .map(|(id, (stock, views_delta, next_due_at))| {
-            stock.check();
-            let mut next_due = String::new();
-            mysql_opt_int(&mut next_due, next_due_at.map(|t| t.0));
-            let values = [
-                stock.total,
-                stock.available,
-                stock.reserved,
-                stock.sold,
-                stock.written_off,
-                *views_delta,
-            ];
-            let mut values: Vec<String> = values.iter().map(u64::to_string).collect();
-            values.push(next_due);
-            (id.0, values)
-        })
-        .collect();
+    let products: Vec<_> = batch.counts.products.iter().collect();
+    for (_, (stock, _, _)) in &products {
+        stock.check();
+    }
     mysql_update_rows(
         &mut sql,
         "products",
@@ -1114,6 +1116,16 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
             "next_due_at = ",
         ],
         &products,
+        |out, (id, _)| mysql_int(out, id.0),
+        |out, (_, (stock, views_delta, next_due_at)), column| match column {
+            0 => mysql_int(out, stock.total),
+            1 => mysql_int(out, stock.available),
+            2 => mysql_int(out, stock.reserved),
+            3 => mysql_int(out, stock.sold),
+            4 => mysql_int(out, stock.written_off),
+            5 => mysql_int(out, *views_delta),
+            _ => mysql_opt_int(out, next_due_at.map(|t| t.0)),
+        },
     );
     for info in batch.counts.infos.values() {
         sql.push_str("UPDATE products SET name = ");
@@ -1126,13 +1138,16 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
         mysql_opt_int(&mut sql, info.sale_ends_at.map(|t| t.0));
         let _ = write!(sql, " WHERE id = {};", info.id.0);
     }
-    let campaigns: Vec<(u64, Vec<String>)> = batch
-        .counts
-        .campaigns
-        .iter()
-        .map(|(id, issued)| (id.0, vec![issued.to_string()]))
-        .collect();
-    mysql_update_rows(&mut sql, "campaigns", "id", &["issued = "], &campaigns);
+    let campaigns: Vec<_> = batch.counts.campaigns.iter().collect();
+    mysql_update_rows(
+        &mut sql,
+        "campaigns",
+        "id",
+        &["issued = "],
+        &campaigns,
+        |out, (id, _)| mysql_int(out, id.0),
+        |out, (_, issued), _| mysql_int(out, **issued),
+    );
     sql.push_str("COMMIT");
     sql
 }
@@ -1184,5 +1199,93 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![4, 2, 1]
         );
+    }
+    /// A batch of `orders` new orders, `updates` status changes and `products`
+    /// products' counts over `shards` shards, and one campaign's count.
+    fn batch_mutations(orders: u64, updates: u64, products: u64) -> Vec<super::Mutation> {
+        use super::Mutation;
+        use crate::domain::{
+            CampaignId, Order, OrderId, OrderStatus, ProductId, ProductStock, UnixMillis, UserId,
+        };
+        let id = |n: u64| OrderId(ulid::Ulid::from_parts(1_700_000_000_000 + n, u128::from(n)));
+        let mut mutations: Vec<Mutation> = (0..orders)
+            .map(|n| {
+                Mutation::OrderPlaced(Order {
+                    id: id(n),
+                    user_id: UserId::parse(&format!("user-{n}")).unwrap(),
+                    product_id: ProductId(1 + n % products.max(1)),
+                    quantity: 1,
+                    unit_price: 500,
+                    status: OrderStatus::PendingPayment,
+                    created_at: UnixMillis(1_000 + n as i64),
+                    updated_at: UnixMillis(1_000 + n as i64),
+                    expires_at: UnixMillis(601_000 + n as i64),
+                })
+            })
+            .collect();
+        mutations.extend((0..updates).map(|n| Mutation::OrderUpdated {
+            id: id(1_000 + n),
+            status: OrderStatus::Paid,
+            updated_at: UnixMillis(2_000 + n as i64),
+        }));
+        mutations.extend((1..=products).map(|p| Mutation::ProductCounts {
+            id: ProductId(p),
+            stock: ProductStock {
+                total: 100 * p,
+                available: 100 * p - 3,
+                reserved: 2,
+                sold: 1,
+                written_off: 0,
+            },
+            views_delta: p,
+            next_due_at: (p % 2 == 0).then_some(UnixMillis(9_000 + p as i64)),
+        }));
+        mutations.push(Mutation::CampaignCounts {
+            id: CampaignId(7),
+            issued: 42,
+        });
+        mutations
+    }
+
+    fn batch_sql(mutations: &[super::Mutation], shards: u32) -> String {
+        let per_shard = mutations.len().div_ceil(shards as usize).max(1);
+        let batches: Vec<super::ShardBatch<'_>> = mutations
+            .chunks(per_shard)
+            .enumerate()
+            .map(|(i, mutations)| super::ShardBatch {
+                shard: i as u32,
+                epoch: 10 + i as u64,
+                mutations,
+            })
+            .collect();
+        let sorted = super::sort_batch(batches.iter().flat_map(|b| b.mutations));
+        super::mysql_batch_sql(&batches, &sorted)
+    }
+
+    #[test]
+    fn batch_sql_is_one_statement_per_kind_of_row() {
+        // One product: the products' counts are a hash map, so with several
+        // their order in the statement is not fixed.
+        let mutations = batch_mutations(2, 2, 1);
+        let sql = batch_sql(&mutations, 2);
+        let expected = [
+            "BEGIN;",
+            "UPDATE shard_epochs SET batches = batches + 1, epoch = IF(epoch = \
+             CASE shard WHEN 0 THEN 10 WHEN 1 THEN 11 END, epoch, NULL) WHERE shard IN (0,1);",
+            "INSERT INTO orders (id, user_id, product_id, quantity, unit_price, status, \
+             created_at, updated_at, expires_at) VALUES \
+             ('01HF7YAT000000000000000000','user-0',1,1,500,'PENDING_PAYMENT',1000,1000,601000),\
+             ('01HF7YAT010000000000000001','user-1',1,1,500,'PENDING_PAYMENT',1001,1001,601001);",
+            "UPDATE orders SET status = CASE id WHEN '01HF7YATZ800000000000000Z8' THEN 'PAID' \
+             WHEN '01HF7YATZ900000000000000Z9' THEN 'PAID' END, updated_at = CASE id \
+             WHEN '01HF7YATZ800000000000000Z8' THEN 2000 WHEN '01HF7YATZ900000000000000Z9' \
+             THEN 2001 END WHERE id IN ('01HF7YATZ800000000000000Z8','01HF7YATZ900000000000000Z9');",
+            "UPDATE products SET total_stock = 100, stock_available = 97, stock_reserved = 2, \
+             sold = 1, written_off = 0, views = views + 1, next_due_at = NULL WHERE id IN (1);",
+            "UPDATE campaigns SET issued = 42 WHERE id IN (7);",
+            "COMMIT",
+        ]
+        .concat();
+        assert_eq!(sql, expected);
     }
 }
