@@ -450,13 +450,11 @@ impl ProductBook {
 
     fn insert_live(&mut self, order: Order) {
         debug_assert!(order.status.is_live());
-        match self.user_quantities.get_mut(&order.user_id) {
-            Some(quantity) => *quantity += order.quantity,
-            None => {
-                self.user_quantities
-                    .insert(order.user_id.clone(), order.quantity);
-            }
-        }
+        // One hash either way; the key is an `Arc`, so the clone is a count.
+        *self
+            .user_quantities
+            .entry(order.user_id.clone())
+            .or_insert(0) += order.quantity;
         if let Some(due) = self.timing.due_at(&order) {
             self.timers.insert((due, order.id));
         }
