@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, Server, TestDb, tally, token, user_token};
+use common::{Backend, SHARDS, Server, TestDb, tally, token, user_token};
 use reqwest::StatusCode;
 
 /// Requests outstanding at once in a storm: enough that thousands of orders
@@ -180,23 +180,23 @@ async fn concurrent_retries_with_one_key_make_one_order(backend: Backend) {
 /// every drop still sells exactly its stock; SIGTERM then stops every arbiter's
 /// server and flushes.
 async fn several_arbiters_share_the_load(backend: Backend) {
-    const ARBITERS: u32 = 3;
-    const SHARDS: u32 = 8; // as `Server::start` sets
+    const ARBITERS: usize = 3;
     const PRODUCTS: usize = 6;
     const STOCK: u64 = 40;
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let mut server = Server::start(&db, &["--arbiters", "3"]);
+    let mut server = Server::start(&db, &["--arbiters", &ARBITERS.to_string()]);
     let mut products = Vec::new();
     for _ in 0..PRODUCTS {
         products.push(server.create_product(STOCK, None).await);
     }
-    let arbiters: std::collections::BTreeSet<u32> = products
+    let arbiters: std::collections::BTreeSet<usize> = products
         .iter()
         .map(|id| {
             let key = flashstock::domain::ItemKey::Product(flashstock::domain::ProductId(*id));
-            flashstock::cluster::shard_of(key, SHARDS) % ARBITERS
+            let shard = flashstock::cluster::shard_of(key, SHARDS);
+            flashstock::actors::arbiter_of(shard as usize, ARBITERS)
         })
         .collect();
     assert!(arbiters.len() > 1, "the products all live on one arbiter");

@@ -17,7 +17,7 @@ pub use campaign::CampaignActor;
 pub use engine::{Asker, CampaignView, Engine, OrderAction, ProductView};
 pub use product::ProductActor;
 pub use registry::Registry;
-pub use system::ActorSystem;
+pub use system::{ActorSystem, arbiter_of};
 
 use crate::domain::{Refusal, Timing};
 use crate::persistence::StoreError;

@@ -131,7 +131,7 @@ impl Registry {
         tokio::time::timeout(SHARD_READY_TIMEOUT, writer.ready())
             .await
             .map_err(|_| EngineError::Unavailable("the item's shard is recovering"))?;
-        let arbiter = self.arbiters[shard as usize % self.arbiters.len()].clone();
+        let arbiter = self.arbiters[super::arbiter_of(shard as usize, self.arbiters.len())].clone();
         Ok((writer, arbiter))
     }
 

@@ -9,6 +9,12 @@ use std::thread::JoinHandle;
 use actix::ArbiterHandle;
 use tokio::sync::oneshot;
 
+/// The arbiter of shard (or task) `index` among `arbiters`: a shard's actors,
+/// its writer and the HTTP work for its items all run there.
+pub fn arbiter_of(index: usize, arbiters: usize) -> usize {
+    index % arbiters
+}
+
 pub struct ActorSystem {
     arbiters: Vec<ArbiterHandle>,
     system: actix::System,
@@ -50,14 +56,14 @@ impl ActorSystem {
         &self.arbiters
     }
 
-    /// Runs `task` on arbiter `index % arbiters`. The receiver resolves (with an
+    /// Runs `task` on arbiter [`arbiter_of`]`(index, arbiters)`. The receiver resolves (with an
     /// error, which means the same) when the task has ended or was dropped.
     pub fn spawn_on<F>(&self, index: usize, task: F) -> oneshot::Receiver<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let (ended, ended_rx) = oneshot::channel();
-        let arbiter = &self.arbiters[index % self.arbiters.len()];
+        let arbiter = &self.arbiters[arbiter_of(index, self.arbiters.len())];
         arbiter.spawn(async move {
             task.await;
             let _ = ended.send(());

@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 pub const JWT_SECRET: &str = "flashstock-test-secret";
+/// Shards of every server `Server::start` runs.
+pub const SHARDS: u32 = 8;
 const DEFAULT_MYSQL_URL: &str = "mysql://flashstock:flashstock@127.0.0.1:3306";
 
 /// Both store backends; every black-box test runs on each.
@@ -333,7 +335,7 @@ impl Server {
                 "--database-url",
                 &db.url,
             ])
-            .args(["--jwt-secret", JWT_SECRET, "--shards", "8"])
+            .args(["--jwt-secret", JWT_SECRET, "--shards", &SHARDS.to_string()])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
