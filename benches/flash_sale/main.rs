@@ -102,22 +102,22 @@ fn main() -> anyhow::Result<()> {
         println!("{summary}");
         return Ok(());
     }
-    let server_cores = if args.pin {
-        let (server, loader) = split_cores()?;
+    let pinned = if args.pin {
+        let (servers, loader) = split_cores()?;
         // Set before the runtime starts: its threads inherit the mask.
         pin_to(&loader)?;
-        server
+        Some(report::Pinning { servers, loader })
     } else {
-        Vec::new()
+        None
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(compare(args, server_cores))
+    runtime.block_on(compare(args, pinned))
 }
 
 /// This process's cores for `--pin`: the lower half (at least one) for the
 /// servers, the rest for the loader.
 fn split_cores() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
-    let mut all = loader_cores();
+    let mut all = allowed_cores();
     anyhow::ensure!(
         all.len() >= 2,
         "--pin needs at least two cores, this process has {}",
@@ -127,8 +127,8 @@ fn split_cores() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
     Ok((all, loader))
 }
 
-/// The cores this process may run on (the loader's, once pinned).
-fn loader_cores() -> Vec<usize> {
+/// The cores this process may run on.
+fn allowed_cores() -> Vec<usize> {
     use nix::sched::{CpuSet, sched_getaffinity};
     use nix::unistd::Pid;
     sched_getaffinity(Pid::from_raw(0))
@@ -301,26 +301,34 @@ impl Storage {
     }
 }
 
-async fn compare(mut args: Args, server_cores: Vec<usize>) -> anyhow::Result<()> {
+async fn compare(mut args: Args, pinned: Option<report::Pinning>) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=10_000).contains(&args.connections),
         "--connections must be 1..=10000"
     );
     let server = args.mysql.trim_end_matches('/');
+    let options: sqlx::mysql::MySqlConnectOptions = server.parse()?;
     anyhow::ensure!(
-        server
-            .split_once("://")
-            .is_some_and(|(_, rest)| !rest.contains('/')),
+        options.get_database().is_none(),
         "--mysql / FLASHSTOCK_TEST_MYSQL_URL names the server, without a database \
          (each strategy gets a database of its own): got {}",
         flashstock::app::redact(server)
     );
     args.mysql = server.to_string();
-    let (duration, drop_users, drop_stock) = if args.quick {
-        (args.duration.min(Duration::from_secs(3)), 2_000, 200)
+    let phases = if args.quick {
+        Phases {
+            duration: args.duration.min(Duration::from_secs(3)),
+            drop_users: 2_000,
+            drop_stock: 200,
+        }
     } else {
-        (args.duration, 10_000, 1_000)
+        Phases {
+            duration: args.duration,
+            drop_users: 10_000,
+            drop_stock: 1_000,
+        }
     };
+    let server_cores = pinned.as_ref().map_or(&[][..], |p| &p.servers);
     let strategies: Vec<&str> = STRATEGIES
         .iter()
         .copied()
@@ -336,30 +344,16 @@ async fn compare(mut args: Args, server_cores: Vec<usize>) -> anyhow::Result<()>
             } else {
                 eprintln!("== {strategy}");
             }
-            let phases = Phases {
-                duration,
-                drop_users,
-                drop_stock,
-            };
-            let setup = Setup {
-                admin: &admin,
-                server_cores: &server_cores,
-                round,
-                phases,
-            };
-            rows.extend(run_strategy(&args, setup, strategy).await?);
+            let run = run_strategy(&args, &admin, server_cores, round, phases, strategy);
+            rows.extend(run.await?);
         }
         rounds.push(rows);
     }
     let rows = report::medians(&rounds);
-    let pinned = (!server_cores.is_empty()).then(|| report::Pinning {
-        servers: server_cores.clone(),
-        loader: loader_cores(),
-    });
     let summary = write_reports(
         &args.out,
         args.connections,
-        duration.as_secs_f64(),
+        phases.duration.as_secs_f64(),
         pinned.as_ref(),
         &rows,
     )?;
@@ -376,34 +370,20 @@ struct Phases {
     drop_stock: u64,
 }
 
-/// What every strategy's run shares.
-#[derive(Clone, Copy)]
-struct Setup<'a> {
-    admin: &'a sqlx::MySqlPool,
-    /// Where the servers run (`--pin`); empty: anywhere.
-    server_cores: &'a [usize],
-    round: u32,
-    phases: Phases,
-}
-
-/// One strategy, once: a fresh database, its server, `hot` then `drop`, each
-/// checked against what was stored.
+/// One strategy, once: a fresh database, its server (on `server_cores`, or
+/// anywhere if empty), `hot` then `drop`, each checked against what was stored.
 async fn run_strategy(
     args: &Args,
-    setup: Setup<'_>,
+    admin: &sqlx::MySqlPool,
+    server_cores: &[usize],
+    round: u32,
+    Phases {
+        duration,
+        drop_users,
+        drop_stock,
+    }: Phases,
     strategy: &str,
 ) -> anyhow::Result<Vec<ResultRow>> {
-    let Setup {
-        admin,
-        server_cores,
-        round,
-        phases:
-            Phases {
-                duration,
-                drop_users,
-                drop_stock,
-            },
-    } = setup;
     let mut rows = Vec::new();
     let namespace = format!("flash-sale-{}-{round}-{strategy}", std::process::id());
     let database = format!("fs_flash_sale_{}", strategy.replace('-', "_"));

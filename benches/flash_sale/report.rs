@@ -107,6 +107,15 @@ struct Report<'a> {
     results: &'a [Row],
 }
 
+/// How many rounds the rows are medians of (1 for a single run).
+fn rounds_of(rows: &[Row]) -> usize {
+    rows.iter()
+        .map(|r| r.rounds.len())
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// Writes the three reports; returns the Markdown table.
 pub fn write_reports(
     out: &Path,
@@ -121,12 +130,7 @@ pub fn write_reports(
         connections,
         duration_s,
         pinned,
-        rounds: rows
-            .iter()
-            .map(|r| r.rounds.len())
-            .max()
-            .unwrap_or(0)
-            .max(1),
+        rounds: rounds_of(rows),
         results: rows,
     };
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
@@ -152,7 +156,7 @@ pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
 
 fn markdown(connections: usize, duration_s: f64, pinned: Option<&Pinning>, rows: &[Row]) -> String {
     let mut md = String::new();
-    let rounds = rows.iter().map(|r| r.rounds.len()).max().unwrap_or(0);
+    let rounds = rounds_of(rows);
     let _ = write!(
         md,
         "`hot`: {duration_s:.0} s, {connections} connections; `drop`: every user orders once."
