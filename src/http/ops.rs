@@ -102,17 +102,11 @@ fn route_index(path: Option<&MatchedPath>) -> usize {
 }
 
 fn method_index(method: &axum::http::Method) -> usize {
-    use axum::http::Method;
-    match *method {
-        Method::GET => 0,
-        Method::POST => 1,
-        Method::PATCH => 2,
-        Method::PUT => 3,
-        Method::DELETE => 4,
-        Method::HEAD => 5,
-        Method::OPTIONS => 6,
-        _ => 7,
-    }
+    // Any other method counts as the last label, "other".
+    METHODS
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(METHODS.len() - 1)
 }
 
 fn status_index(status: StatusCode) -> usize {
