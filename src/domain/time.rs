@@ -60,9 +60,9 @@ mod tests {
 /// An instant written as RFC 3339 in UTC (`2026-11-21T12:00:00.25Z`), by the
 /// `time` crate into a buffer on the stack, not a `String`: every order in a
 /// reply carries three. Instants `time` cannot write come out as their
-/// milliseconds.
+/// milliseconds. Made by [`UnixMillis::rfc3339`].
 #[derive(Clone, Copy, Debug)]
-pub struct Rfc3339(pub UnixMillis);
+pub struct Rfc3339(UnixMillis);
 
 impl std::fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
