@@ -409,14 +409,16 @@ async fn run_strategy(
     let (hot_product, drop_product) = (1u64, 2u64);
     if baseline.is_some_and(|b| b != Baseline::Noop) {
         let pool = sqlx::MySqlPool::connect(&database_url).await?;
-        for sql in servers::SCHEMA {
-            sqlx::query(*sql).execute(&pool).await?;
+        for sql in servers::schema() {
+            sqlx::query(sql).execute(&pool).await?;
         }
-        sqlx::query("INSERT INTO products (id, stock) VALUES (?, ?), (?, ?)")
+        sqlx::query("INSERT INTO products (id, stock, price) VALUES (?, ?, ?), (?, ?, ?)")
             .bind(hot_product as i64)
             .bind(HOT_STOCK as i64)
+            .bind(servers::PRICE as i64)
             .bind(drop_product as i64)
             .bind(drop_stock as i64)
+            .bind(servers::PRICE as i64)
             .execute(&pool)
             .await?;
         if baseline == Some(Baseline::RedisLua) {

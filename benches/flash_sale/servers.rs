@@ -1,10 +1,10 @@
 //! The lock-based designs flashstock is compared with, each behind the same
-//! `POST /v1/orders` as flashstock (same JWT check, same JSON in and out), each
-//! written as well as its design allows: pooled connections, prepared
-//! statements, one round trip where the design permits.
+//! `POST /v1/orders` as flashstock (same JWT check, same JSON in and out, the
+//! same order row stored), each written as well as its design allows: pooled
+//! connections, prepared statements, one round trip where the design permits.
 //!
-//! Tables (MariaDB): `products (id, stock, version)` and
-//! `orders (id CHAR(26), product_id, user_id, quantity, created_at)`.
+//! Tables (MariaDB): `products (id, stock, version, price)` and flashstock's
+//! own `orders` table, columns and indexes, taken from its migration.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +14,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use flashstock::domain::{OrderId, UnixMillis, UserId};
-use flashstock::http::Auth;
+use dashmap::DashMap;
+use flashstock::domain::{Order, OrderId, OrderStatus, ProductId, Refusal, UnixMillis, UserId};
+use flashstock::http::{ApiError, Auth, order_placed};
 use serde::Deserialize;
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
@@ -52,16 +53,35 @@ const POOL_CONNECTIONS: u32 = 64;
 const RETRY_BUDGET: Duration = Duration::from_secs(5);
 /// The Redis lock's lease: longer than any transaction it guards.
 const LOCK_LEASE_MS: u64 = 3_000;
+/// The price of the baselines' products, the loader's for flashstock's: noop,
+/// which stores nothing, answers with it.
+pub const PRICE: u64 = flashstock::loadtest::scenario::PRODUCT_PRICE;
 /// Rows per multi-row INSERT of the redis-lua writer.
 const LUA_WRITER_BATCH_MAX: usize = 1_000;
 
-pub const SCHEMA: &[&str] = &[
-    "CREATE TABLE products (id BIGINT PRIMARY KEY, stock BIGINT NOT NULL, \
-     version BIGINT NOT NULL DEFAULT 0)",
-    "CREATE TABLE orders (id CHAR(26) PRIMARY KEY, product_id BIGINT NOT NULL, \
-     user_id VARCHAR(128) NOT NULL, quantity BIGINT NOT NULL, created_at BIGINT NOT NULL, \
-     KEY orders_by_product (product_id))",
-];
+/// How long an unpaid order holds its units: flashstock's default
+/// `--reservation-ttl`, so the stored rows are alike.
+const RESERVATION_TTL: Duration = Duration::from_secs(600);
+
+const PRODUCTS_TABLE: &str = "CREATE TABLE products (id BIGINT PRIMARY KEY, \
+     stock BIGINT NOT NULL, version BIGINT NOT NULL DEFAULT 0, price BIGINT NOT NULL)";
+
+/// The baselines' tables: their own `products`, and flashstock's `orders`
+/// (the same row, the same two secondary indexes), so every design stores the
+/// same order.
+pub fn schema() -> [&'static str; 2] {
+    [PRODUCTS_TABLE, flashstock_orders_table()]
+}
+
+/// `CREATE TABLE orders (...)` as flashstock's MariaDB migration writes it.
+fn flashstock_orders_table() -> &'static str {
+    let migration = include_str!("../../migrations/mysql/0001_init.sql");
+    let start = migration
+        .find("CREATE TABLE orders (")
+        .expect("the migration creates orders");
+    let end = start + migration[start..].find(");").expect("a closed statement") + 1;
+    &migration[start..end]
+}
 
 /// Compare-and-delete: release the lock only if it is still ours.
 const RELEASE_LOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -82,7 +102,43 @@ struct Server {
     namespace: String,
     release: redis::Script,
     decrement: redis::Script,
-    lua_orders: Option<mpsc::Sender<(String, u64, String, u64)>>,
+    lua_orders: Option<mpsc::Sender<Order>>,
+    /// Product prices, read once: catalog data the designs may cache.
+    prices: DashMap<u64, u64>,
+}
+
+impl Server {
+    /// The product's price, from the cache or the database.
+    async fn price(&self, product: u64) -> anyhow::Result<Option<u64>> {
+        if let Some(price) = self.prices.get(&product) {
+            return Ok(Some(*price));
+        }
+        let price: Option<i64> = sqlx::query_scalar("SELECT price FROM products WHERE id = ?")
+            .bind(product as i64)
+            .fetch_optional(self.pool.as_ref().expect("pool"))
+            .await?;
+        let price = price.map(|p| p as u64);
+        if let Some(price) = price {
+            self.prices.insert(product, price);
+        }
+        Ok(price)
+    }
+}
+
+/// The order a design places: flashstock's, field for field.
+fn new_order(user: &UserId, order: &CreateOrder, unit_price: u64) -> Order {
+    let now = UnixMillis::now();
+    Order {
+        id: OrderId::generate(),
+        user_id: user.clone(),
+        product_id: ProductId(order.product_id),
+        quantity: order.quantity,
+        unit_price,
+        status: OrderStatus::PendingPayment,
+        created_at: now,
+        updated_at: now,
+        expires_at: now.plus(RESERVATION_TTL),
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,7 +149,7 @@ struct CreateOrder {
 }
 
 enum Outcome {
-    Placed(String),
+    Placed(Order),
     OutOfStock,
     GaveUp,
 }
@@ -141,6 +197,7 @@ pub async fn serve(
         release: redis::Script::new(RELEASE_LOCK),
         decrement: redis::Script::new(DECREMENT_STOCK),
         lua_orders,
+        prices: DashMap::new(),
     });
     let app = axum::Router::new()
         .route("/v1/orders", post(place))
@@ -155,79 +212,77 @@ async fn place(State(server): State<Arc<Server>>, headers: HeaderMap, body: Byte
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(caller) = token.and_then(|t| server.auth.verify(t).ok()) else {
-        return problem(StatusCode::UNAUTHORIZED, "unauthorized");
+        return ApiError::unauthorized("a valid bearer token is required").into_response();
     };
     let Ok(order) = serde_json::from_slice::<CreateOrder>(&body) else {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+        return ApiError::invalid_body("product_id and quantity are required").into_response();
     };
     if !(1..=10).contains(&order.quantity) {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+        return ApiError::invalid_body("quantity must be 1..=10").into_response();
     }
     let outcome = match server.baseline {
-        Baseline::Noop => Ok(Outcome::Placed(OrderId::generate().to_string())),
-        Baseline::ForUpdate => for_update(&server, &caller.user, &order).await,
-        Baseline::Optimistic => optimistic(&server, &caller.user, &order).await,
-        Baseline::Conditional => conditional(&server, &caller.user, &order).await,
-        Baseline::RedisLock => redis_lock(&server, &caller.user, &order).await,
-        Baseline::RedisLua => redis_lua(&server, &caller.user, &order).await,
+        Baseline::Noop => Ok(Outcome::Placed(new_order(&caller.user, &order, PRICE))),
+        baseline => match server.price(order.product_id).await {
+            Ok(Some(price)) => {
+                let order = new_order(&caller.user, &order, price);
+                match baseline {
+                    Baseline::Noop => unreachable!("answered above"),
+                    Baseline::ForUpdate => for_update(&server, order).await,
+                    Baseline::Optimistic => optimistic(&server, order).await,
+                    Baseline::Conditional => conditional(&server, order).await,
+                    Baseline::RedisLock => redis_lock(&server, order).await,
+                    Baseline::RedisLua => redis_lua(&server, order).await,
+                }
+            }
+            Ok(None) => Ok(Outcome::OutOfStock),
+            Err(error) => Err(error),
+        },
     };
     match outcome {
-        Ok(Outcome::Placed(id)) => {
-            let body = serde_json::json!({
-                "id": id, "user_id": caller.user.as_str(), "product_id": order.product_id,
-                "quantity": order.quantity, "status": "PENDING_PAYMENT",
-            });
-            (StatusCode::CREATED, axum::Json(body)).into_response()
-        }
-        Ok(Outcome::OutOfStock) => problem(StatusCode::CONFLICT, "out_of_stock"),
-        Ok(Outcome::GaveUp) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Ok(Outcome::Placed(order)) => order_placed(order).into_response(),
+        Ok(Outcome::OutOfStock) => ApiError::from(Refusal::OutOfStock).into_response(),
+        Ok(Outcome::GaveUp) => ApiError::unavailable("gave up retrying").into_response(),
         Err(error) => {
             eprintln!("{error:#}");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
         }
     }
 }
 
-fn problem(status: StatusCode, code: &str) -> Response {
-    let body = serde_json::json!({"type": format!("/problems/{code}"), "title": code,
-                                  "status": status.as_u16(), "detail": code, "code": code});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
+/// The order row, as flashstock stores it.
+const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, product_id, quantity, unit_price, \
+     status, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 async fn insert_order(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
-    user: &UserId,
-    order: &CreateOrder,
-) -> sqlx::Result<String> {
-    let id = OrderId::generate().to_string();
-    sqlx::query(
-        "INSERT INTO orders (id, product_id, user_id, quantity, created_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(order.product_id as i64)
-    .bind(user.as_str())
-    .bind(order.quantity as i64)
-    .bind(UnixMillis::now().0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(id)
+    order: &Order,
+) -> sqlx::Result<()> {
+    sqlx::query(INSERT_ORDER)
+        .bind(order.id.to_string())
+        .bind(order.user_id.as_str())
+        .bind(order.product_id.0 as i64)
+        .bind(order.quantity as i64)
+        .bind(order.unit_price as i64)
+        .bind(order.status.as_str())
+        .bind(order.created_at.0)
+        .bind(order.updated_at.0)
+        .bind(order.expires_at.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// `BEGIN; SELECT ... FOR UPDATE; UPDATE; INSERT; COMMIT`.
-async fn for_update(
-    server: &Server,
-    user: &UserId,
-    order: &CreateOrder,
-) -> anyhow::Result<Outcome> {
+async fn for_update(server: &Server, order: Order) -> anyhow::Result<Outcome> {
     let mut tx = server.pool.as_ref().expect("pool").begin().await?;
     let stock: Option<i64> =
         sqlx::query_scalar("SELECT stock FROM products WHERE id = ? FOR UPDATE")
-            .bind(order.product_id as i64)
+            .bind(order.product_id.0 as i64)
             .fetch_optional(&mut *tx)
             .await?;
     if stock.is_none_or(|s| s < order.quantity as i64) {
@@ -236,26 +291,22 @@ async fn for_update(
     }
     sqlx::query("UPDATE products SET stock = stock - ? WHERE id = ?")
         .bind(order.quantity as i64)
-        .bind(order.product_id as i64)
+        .bind(order.product_id.0 as i64)
         .execute(&mut *tx)
         .await?;
-    let id = insert_order(&mut tx, user, order).await?;
+    insert_order(&mut tx, &order).await?;
     tx.commit().await?;
-    Ok(Outcome::Placed(id))
+    Ok(Outcome::Placed(order))
 }
 
 /// Read stock and version; `UPDATE ... WHERE version = ?`; retry on conflict.
-async fn optimistic(
-    server: &Server,
-    user: &UserId,
-    order: &CreateOrder,
-) -> anyhow::Result<Outcome> {
+async fn optimistic(server: &Server, order: Order) -> anyhow::Result<Outcome> {
     let pool = server.pool.as_ref().expect("pool");
     let deadline = Instant::now() + RETRY_BUDGET;
     loop {
         let row: Option<(i64, i64)> =
             sqlx::query_as("SELECT stock, version FROM products WHERE id = ?")
-                .bind(order.product_id as i64)
+                .bind(order.product_id.0 as i64)
                 .fetch_optional(pool)
                 .await?;
         let Some((stock, version)) = row else {
@@ -269,14 +320,14 @@ async fn optimistic(
             "UPDATE products SET stock = stock - ?, version = version + 1 WHERE id = ? AND version = ?",
         )
         .bind(order.quantity as i64)
-        .bind(order.product_id as i64)
+        .bind(order.product_id.0 as i64)
         .bind(version)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 1 {
-            let id = insert_order(&mut tx, user, order).await?;
+            insert_order(&mut tx, &order).await?;
             tx.commit().await?;
-            return Ok(Outcome::Placed(id));
+            return Ok(Outcome::Placed(order));
         }
         tx.rollback().await?;
         if Instant::now() > deadline {
@@ -287,15 +338,11 @@ async fn optimistic(
 
 /// `UPDATE ... SET stock = stock - q WHERE id = ? AND stock >= q` and the order
 /// insert in one transaction.
-async fn conditional(
-    server: &Server,
-    user: &UserId,
-    order: &CreateOrder,
-) -> anyhow::Result<Outcome> {
+async fn conditional(server: &Server, order: Order) -> anyhow::Result<Outcome> {
     let mut tx = server.pool.as_ref().expect("pool").begin().await?;
     let updated = sqlx::query("UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?")
         .bind(order.quantity as i64)
-        .bind(order.product_id as i64)
+        .bind(order.product_id.0 as i64)
         .bind(order.quantity as i64)
         .execute(&mut *tx)
         .await?;
@@ -303,20 +350,16 @@ async fn conditional(
         tx.rollback().await?;
         return Ok(Outcome::OutOfStock);
     }
-    let id = insert_order(&mut tx, user, order).await?;
+    insert_order(&mut tx, &order).await?;
     tx.commit().await?;
-    Ok(Outcome::Placed(id))
+    Ok(Outcome::Placed(order))
 }
 
 /// A Redisson-style lock (`SET NX PX`, retry with backoff, compare-and-delete
 /// release) around the conditional transaction.
-async fn redis_lock(
-    server: &Server,
-    user: &UserId,
-    order: &CreateOrder,
-) -> anyhow::Result<Outcome> {
+async fn redis_lock(server: &Server, order: Order) -> anyhow::Result<Outcome> {
     let mut redis = server.redis.clone().expect("redis");
-    let key = format!("{}:lock:{}", server.namespace, order.product_id);
+    let key = format!("{}:lock:{}", server.namespace, order.product_id.0);
     let token = OrderId::generate().to_string();
     let deadline = Instant::now() + RETRY_BUDGET;
     let mut backoff = Duration::from_millis(1);
@@ -338,7 +381,7 @@ async fn redis_lock(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(20));
     }
-    let outcome = conditional(server, user, order).await;
+    let outcome = conditional(server, order).await;
     let _: i64 = server
         .release
         .key(&key)
@@ -350,9 +393,9 @@ async fn redis_lock(
 
 /// Check-and-decrement in a Lua script; the order row is written to MariaDB
 /// after the reply, in batches (fast, and not durable).
-async fn redis_lua(server: &Server, user: &UserId, order: &CreateOrder) -> anyhow::Result<Outcome> {
+async fn redis_lua(server: &Server, order: Order) -> anyhow::Result<Outcome> {
     let mut redis = server.redis.clone().expect("redis");
-    let key = redis_stock_key(&server.namespace, order.product_id);
+    let key = redis_stock_key(&server.namespace, order.product_id.0);
     let taken: i64 = server
         .decrement
         .key(&key)
@@ -362,36 +405,33 @@ async fn redis_lua(server: &Server, user: &UserId, order: &CreateOrder) -> anyho
     if taken == 0 {
         return Ok(Outcome::OutOfStock);
     }
-    let id = OrderId::generate().to_string();
-    let row = (
-        id.clone(),
-        order.product_id,
-        user.as_str().to_string(),
-        order.quantity,
-    );
     server
         .lua_orders
         .as_ref()
         .expect("a writer")
-        .send(row)
+        .send(order.clone())
         .await
         .map_err(|_| anyhow::anyhow!("the order writer stopped"))?;
-    Ok(Outcome::Placed(id))
+    Ok(Outcome::Placed(order))
 }
 
-async fn write_behind(pool: MySqlPool, mut rx: mpsc::Receiver<(String, u64, String, u64)>) {
+async fn write_behind(pool: MySqlPool, mut rx: mpsc::Receiver<Order>) {
     let mut rows = Vec::with_capacity(LUA_WRITER_BATCH_MAX);
     while rx.recv_many(&mut rows, LUA_WRITER_BATCH_MAX).await > 0 {
         let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
-            "INSERT INTO orders (id, product_id, user_id, quantity, created_at) ",
+            "INSERT INTO orders (id, user_id, product_id, quantity, unit_price, status, \
+             created_at, updated_at, expires_at) ",
         );
-        let now = UnixMillis::now().0;
-        insert.push_values(rows.drain(..), |mut b, (id, product, user, quantity)| {
-            b.push_bind(id)
-                .push_bind(product as i64)
-                .push_bind(user)
-                .push_bind(quantity as i64)
-                .push_bind(now);
+        insert.push_values(rows.drain(..), |mut b, order| {
+            b.push_bind(order.id.to_string())
+                .push_bind(order.user_id.as_str().to_string())
+                .push_bind(order.product_id.0 as i64)
+                .push_bind(order.quantity as i64)
+                .push_bind(order.unit_price as i64)
+                .push_bind(order.status.as_str())
+                .push_bind(order.created_at.0)
+                .push_bind(order.updated_at.0)
+                .push_bind(order.expires_at.0);
         });
         if let Err(error) = insert.build().execute(&pool).await {
             eprintln!("redis-lua writer: {error}");

@@ -23,6 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use auth::{Auth, Caller, Claims};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
+pub use orders::placed as order_placed;
 
 use crate::actors::Engine;
 use crate::config::Settings;

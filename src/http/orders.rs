@@ -13,7 +13,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Idempotency, OptionalJson, Page, PageQuery};
 use super::views::OrderBody;
 use crate::actors::{Asker, OrderAction};
-use crate::domain::{OrderId, ProductId, Quantity, Refusal};
+use crate::domain::{Order, OrderId, ProductId, Quantity, Refusal};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,8 +100,14 @@ pub async fn create(
         .engine
         .place_order(ProductId(body.product_id), caller.user, quantity, key)
         .await?;
+    Ok(placed(order))
+}
+
+/// The 201 of a placed order: the order and its `Location` (also the reply of
+/// the designs flashstock is compared with, so all answer the same bytes).
+pub fn placed(order: Order) -> impl IntoResponse {
     let location = format!("/v1/orders/{}", order.id);
-    Ok(super::created(location, OrderBody::from(order)))
+    super::created(location, OrderBody::from(order))
 }
 
 /// One of the caller's orders (any order, for an administrator).

@@ -26,6 +26,8 @@ const DURATION_MAX: Duration = Duration::from_secs(3_600);
 const CYCLED_USERS: usize = 10_000;
 /// Stock that a `hot` or `spread` run cannot exhaust.
 const ENDLESS_STOCK: u64 = 1_000_000_000;
+/// The price of the products the load tool creates.
+pub const PRODUCT_PRICE: u64 = 1_000;
 
 #[derive(Debug, Args)]
 pub struct LoadtestArgs {
@@ -219,12 +221,13 @@ impl Driver {
         Ok(reply)
     }
 
+    /// Creates a product priced `PRODUCT_PRICE` with `stock` units.
     pub async fn create_product(&self, stock: u64) -> anyhow::Result<u64> {
         let product = self
             .call(
                 "POST",
                 "/v1/products",
-                Some(json!({"name": "loadtest", "price": 1000, "stock": stock})),
+                Some(json!({"name": "loadtest", "price": PRODUCT_PRICE, "stock": stock})),
             )
             .await?;
         product["id"]
