@@ -4,10 +4,6 @@
 //! driver only writes bytes, parses the reply's head with `httparse`, and
 //! records into a per-connection histogram: no allocation on the way unless a
 //! reply carries a new error `code` or an id must be kept.
-//!
-//! Like wrk, the connections are split over one single-threaded event loop per
-//! core: a reply wakes its connection on the thread that polls its socket, and
-//! an open-ended run shares no counter between connections.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -95,22 +91,12 @@ pub enum Budget {
 }
 
 impl Budget {
-    /// The request that a connection sends next, at `now`, or None when the
-    /// run is over. `Each` hands out its requests once, in order, from `next`,
-    /// shared by all connections; `Until` cycles, connection `connection` of
-    /// `connections` taking every `connections`-th request from its own.
-    fn next(
-        &self,
-        next: &AtomicUsize,
-        connection: usize,
-        connections: usize,
-        sent: usize,
-        now: Instant,
-    ) -> Option<&Bytes> {
+    fn next(&self, index: usize) -> Option<&Bytes> {
         match self {
-            Budget::Each(requests) => requests.get(next.fetch_add(1, Ordering::Relaxed)),
-            Budget::Until(requests, deadline) => (now < *deadline)
-                .then(|| &requests[(connection + sent * connections) % requests.len()]),
+            Budget::Each(requests) => requests.get(index),
+            Budget::Until(requests, deadline) => {
+                (Instant::now() < *deadline).then(|| &requests[index % requests.len()])
+            }
         }
     }
 }
@@ -214,69 +200,31 @@ pub async fn run(
     progress: Progress,
 ) -> Stats {
     assert!(connections > 0);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(connections);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let loops: Vec<_> = (0..threads)
-        .map(|thread| {
-            // Connections thread, thread + threads, ... run on this thread.
-            let mine: Vec<usize> = (thread..connections).step_by(threads).collect();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
             let (addr, budget, next, progress) = (
                 endpoint.addr,
                 budget.clone(),
                 next.clone(),
                 progress.clone(),
             );
-            let (done, stats) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name(format!("loadtest-{thread}"))
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("a single-threaded runtime for the driver");
-                    let total = runtime.block_on(async move {
-                        let tasks: Vec<_> = mine
-                            .into_iter()
-                            .map(|connection| {
-                                tokio::spawn(drive(
-                                    addr,
-                                    budget.clone(),
-                                    next.clone(),
-                                    (connection, connections),
-                                    collect_ids,
-                                    progress.clone(),
-                                ))
-                            })
-                            .collect();
-                        let mut total = Stats::new();
-                        for task in tasks {
-                            total.merge(task.await.expect("a connection task does not panic"));
-                        }
-                        total
-                    });
-                    let _ = done.send(total);
-                })
-                .expect("a driver thread starts");
-            stats
+            tokio::spawn(connection(addr, budget, next, collect_ids, progress))
         })
         .collect();
     let mut total = Stats::new();
-    for stats in loops {
-        total.merge(stats.await.expect("a driver thread does not panic"));
+    for task in tasks {
+        total.merge(task.await.expect("a connection task does not panic"));
     }
     total.elapsed = started.elapsed();
     total
 }
 
-/// One connection: sends requests until the budget says stop.
-async fn drive(
+async fn connection(
     addr: SocketAddr,
     budget: Budget,
     next: Arc<AtomicUsize>,
-    (connection, connections): (usize, usize),
     collect_ids: bool,
     progress: Progress,
 ) -> Stats {
@@ -286,10 +234,11 @@ async fn drive(
     /// Requests counted locally before the shared progress counter is touched.
     const PROGRESS_STRIDE: u64 = 32;
     let mut unreported = 0u64;
-    let mut sent = 0;
-    let mut now = Instant::now();
-    while let Some(request) = budget.next(&next, connection, connections, sent, now) {
-        sent += 1;
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(request) = budget.next(index) else {
+            break;
+        };
         if stream.is_none() {
             match TcpStream::connect(addr).await {
                 Ok(s) => {
@@ -300,19 +249,15 @@ async fn drive(
                 Err(_) => {
                     stats.transport_errors += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    now = Instant::now();
                     continue;
                 }
             }
-            now = Instant::now();
         }
         let socket = stream.as_mut().expect("connected above");
-        let sent_at = now;
-        let exchanged = exchange(socket, request, &mut buffer).await;
-        now = Instant::now();
-        match exchanged {
+        let sent_at = Instant::now();
+        match exchange(socket, request, &mut buffer).await {
             Ok((status, body)) => {
-                let micros = now.duration_since(sent_at).as_micros() as u64;
+                let micros = sent_at.elapsed().as_micros() as u64;
                 stats
                     .latency_us
                     .saturating_record(micros.clamp(1, LATENCY_MAX.as_micros() as u64));
@@ -431,30 +376,6 @@ mod tests {
         assert_eq!(parse_head(&reply[..10]).unwrap(), None);
         assert_eq!(json_string_field(&reply[45..], b"\"code\":\""), b"sold_out");
         assert_eq!(json_string_field(b"{}", b"\"id\":\""), b"");
-    }
-
-    #[test]
-    fn budgets_hand_out_requests() {
-        let requests: Arc<Vec<Bytes>> = Arc::new((0..5).map(|n| Bytes::from(vec![n])).collect());
-        let next = AtomicUsize::new(0);
-        let now = Instant::now();
-        // Each: every request once, in order, whichever connection asks.
-        let each = Budget::Each(requests.clone());
-        let taken: Vec<u8> = (0..7)
-            .filter_map(|k| each.next(&next, k % 2, 2, k, now).map(|r| r[0]))
-            .collect();
-        assert_eq!(taken, [0, 1, 2, 3, 4]);
-        // Until: connection c of 2 cycles through c, c + 2, ... until the deadline.
-        let until = Budget::Until(requests, now + Duration::from_secs(60));
-        let first: Vec<u8> = (0..4)
-            .map(|sent| until.next(&next, 1, 2, sent, now).unwrap()[0])
-            .collect();
-        assert_eq!(first, [1, 3, 0, 2]);
-        assert!(
-            until
-                .next(&next, 0, 2, 0, now + Duration::from_secs(61))
-                .is_none()
-        );
     }
 
     #[test]
