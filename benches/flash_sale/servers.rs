@@ -17,6 +17,7 @@ use axum::routing::post;
 use dashmap::DashMap;
 use flashstock::domain::{Order, OrderId, OrderStatus, ProductId, Refusal, UnixMillis, UserId};
 use flashstock::http::{ApiError, Auth, order_placed};
+use flashstock::persistence::insert_orders;
 use serde::Deserialize;
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
@@ -220,23 +221,25 @@ async fn place(State(server): State<Arc<Server>>, headers: HeaderMap, body: Byte
     if !(1..=10).contains(&order.quantity) {
         return ApiError::invalid_body("quantity must be 1..=10").into_response();
     }
-    let outcome = match server.baseline {
-        Baseline::Noop => Ok(Outcome::Placed(new_order(&caller.user, &order, PRICE))),
-        baseline => match server.price(order.product_id).await {
-            Ok(Some(price)) => {
-                let order = new_order(&caller.user, &order, price);
-                match baseline {
-                    Baseline::Noop => unreachable!("answered above"),
-                    Baseline::ForUpdate => for_update(&server, order).await,
-                    Baseline::Optimistic => optimistic(&server, order).await,
-                    Baseline::Conditional => conditional(&server, order).await,
-                    Baseline::RedisLock => redis_lock(&server, order).await,
-                    Baseline::RedisLua => redis_lua(&server, order).await,
-                }
+    // noop stores nothing, so it has no price to read: it answers with the bench's.
+    let price = match server.baseline {
+        Baseline::Noop => Ok(Some(PRICE)),
+        _ => server.price(order.product_id).await,
+    };
+    let outcome = match price {
+        Ok(Some(price)) => {
+            let order = new_order(&caller.user, &order, price);
+            match server.baseline {
+                Baseline::Noop => Ok(Outcome::Placed(order)),
+                Baseline::ForUpdate => for_update(&server, order).await,
+                Baseline::Optimistic => optimistic(&server, order).await,
+                Baseline::Conditional => conditional(&server, order).await,
+                Baseline::RedisLock => redis_lock(&server, order).await,
+                Baseline::RedisLua => redis_lua(&server, order).await,
             }
-            Ok(None) => Ok(Outcome::OutOfStock),
-            Err(error) => Err(error),
-        },
+        }
+        Ok(None) => Ok(Outcome::OutOfStock),
+        Err(error) => Err(error),
     };
     match outcome {
         Ok(Outcome::Placed(order)) => order_placed(order).into_response(),
@@ -254,24 +257,13 @@ async fn place(State(server): State<Arc<Server>>, headers: HeaderMap, body: Byte
     }
 }
 
-/// The order row, as flashstock stores it.
-const INSERT_ORDER: &str = "INSERT INTO orders (id, user_id, product_id, quantity, unit_price, \
-     status, created_at, updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
+/// The order row, as flashstock writes it.
 async fn insert_order(
     tx: &mut sqlx::Transaction<'_, sqlx::MySql>,
     order: &Order,
 ) -> sqlx::Result<()> {
-    sqlx::query(INSERT_ORDER)
-        .bind(order.id.to_string())
-        .bind(order.user_id.as_str())
-        .bind(order.product_id.0 as i64)
-        .bind(order.quantity as i64)
-        .bind(order.unit_price as i64)
-        .bind(order.status.as_str())
-        .bind(order.created_at.0)
-        .bind(order.updated_at.0)
-        .bind(order.expires_at.0)
+    insert_orders::<sqlx::MySql>([order])
+        .build()
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -418,23 +410,13 @@ async fn redis_lua(server: &Server, order: Order) -> anyhow::Result<Outcome> {
 async fn write_behind(pool: MySqlPool, mut rx: mpsc::Receiver<Order>) {
     let mut rows = Vec::with_capacity(LUA_WRITER_BATCH_MAX);
     while rx.recv_many(&mut rows, LUA_WRITER_BATCH_MAX).await > 0 {
-        let mut insert = sqlx::QueryBuilder::<sqlx::MySql>::new(
-            "INSERT INTO orders (id, user_id, product_id, quantity, unit_price, status, \
-             created_at, updated_at, expires_at) ",
-        );
-        insert.push_values(rows.drain(..), |mut b, order| {
-            b.push_bind(order.id.to_string())
-                .push_bind(order.user_id.as_str().to_string())
-                .push_bind(order.product_id.0 as i64)
-                .push_bind(order.quantity as i64)
-                .push_bind(order.unit_price as i64)
-                .push_bind(order.status.as_str())
-                .push_bind(order.created_at.0)
-                .push_bind(order.updated_at.0)
-                .push_bind(order.expires_at.0);
-        });
-        if let Err(error) = insert.build().execute(&pool).await {
+        if let Err(error) = insert_orders::<sqlx::MySql>(&rows)
+            .build()
+            .execute(&pool)
+            .await
+        {
             eprintln!("redis-lua writer: {error}");
         }
+        rows.clear();
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::{
     OrderStatus, ProductId, ProductInfo, ProductStock, Refusal, UnixMillis, UserId,
 };
 
-pub use sql::connect;
+pub use sql::{connect, insert_orders};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

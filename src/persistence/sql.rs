@@ -101,6 +101,31 @@ macro_rules! order_columns {
     };
 }
 
+/// `INSERT INTO orders (...) VALUES (...), ...` for `orders`, bound: how an order
+/// row is written, on either database.
+pub fn insert_orders<'o, DB>(orders: impl IntoIterator<Item = &'o Order>) -> QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'static, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'static, DB> + sqlx::Type<DB>,
+    &'static str: sqlx::Encode<'static, DB> + sqlx::Type<DB>,
+{
+    let mut insert =
+        QueryBuilder::<DB>::new(concat!("INSERT INTO orders (", order_columns!(), ") "));
+    insert.push_values(orders, |mut row, order| {
+        row.push_bind(order.id.to_string())
+            .push_bind(order.user_id.as_str().to_string())
+            .push_bind(order.product_id.0 as i64)
+            .push_bind(order.quantity as i64)
+            .push_bind(order.unit_price as i64)
+            .push_bind(order.status.as_str())
+            .push_bind(order.created_at.0)
+            .push_bind(order.updated_at.0)
+            .push_bind(order.expires_at.0);
+    });
+    insert
+}
+
 macro_rules! campaign_columns {
     () => {
         "id, name, quantity, issued, per_user_limit, discount_kind, discount_value, \
@@ -325,23 +350,7 @@ macro_rules! impl_store {
                     }
                 }
                 for chunk in ladder(&batch.orders) {
-                    let mut insert = QueryBuilder::<$db>::new(concat!(
-                        "INSERT INTO orders (",
-                        order_columns!(),
-                        ") "
-                    ));
-                    insert.push_values(chunk, |mut row, order| {
-                        row.push_bind(order.id.to_string())
-                            .push_bind(order.user_id.as_str().to_string())
-                            .push_bind(order.product_id.0 as i64)
-                            .push_bind(order.quantity as i64)
-                            .push_bind(order.unit_price as i64)
-                            .push_bind(order.status.as_str())
-                            .push_bind(order.created_at.0)
-                            .push_bind(order.updated_at.0)
-                            .push_bind(order.expires_at.0);
-                    });
-                    insert.build().execute(&mut *tx).await?;
+                    insert_orders::<$db>(chunk).build().execute(&mut *tx).await?;
                 }
                 for chunk in ladder(&batch.coupons) {
                     let mut insert = QueryBuilder::<$db>::new(
