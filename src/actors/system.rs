@@ -22,8 +22,10 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    pub fn start(arbiter_count: usize) -> ActorSystem {
-        assert!(arbiter_count > 0);
+    /// Starts `arbiter_count` arbiters whose runtimes poll for I/O after every
+    /// `event_interval` tasks they run (tokio's default is 61).
+    pub fn start(arbiter_count: usize, event_interval: u32) -> ActorSystem {
+        assert!(arbiter_count > 0 && event_interval > 0);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("actix-system".into())
@@ -31,7 +33,16 @@ impl ActorSystem {
                 let runner = actix::System::new();
                 runner.block_on(async move {
                     let arbiters: Vec<ArbiterHandle> = (0..arbiter_count)
-                        .map(|_| actix::Arbiter::new().handle())
+                        .map(|_| {
+                            actix::Arbiter::with_tokio_rt(move || {
+                                tokio::runtime::Builder::new_current_thread()
+                                    .enable_all()
+                                    .event_interval(event_interval)
+                                    .build()
+                                    .expect("an arbiter's runtime builds")
+                            })
+                            .handle()
+                        })
                         .collect();
                     started_tx
                         .send((arbiters, actix::System::current()))
