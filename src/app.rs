@@ -28,14 +28,14 @@ const ACTOR_TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// commit lets them share fsyncs, and a few keep it busy without queueing.
 const COMMIT_WORKERS_SERVER_DATABASE: usize = 4;
 
-/// Tasks an arbiter runs between looks at its sockets and wake-ups, by
-/// acknowledgement mode. With durable acknowledgements every reply waits for a
-/// commit, and the commit's answer (MariaDB's in its socket, SQLite's from its
-/// worker thread) waits behind the HTTP work the arbiter took on at its last
-/// look: with tokio's default of 61 tasks, about a millisecond on a busy arbiter,
-/// in a batch cycle of two or three. Every 16 tasks, `loadtest hot` in
-/// alternating pairs: MariaDB 3-4% more orders/s (seven pairs, each won), SQLite
-/// 18% (three pairs; 4 and 8 tasks measured the same as 16). With memory
+/// Tasks an arbiter runs between looks at its sockets, by acknowledgement mode.
+/// With durable acknowledgements every reply waits for a commit, and MariaDB's
+/// answer to a commit sits in the connection's socket until the arbiter next
+/// looks: with tokio's default of 61 tasks, about a millisecond of HTTP work on a
+/// busy arbiter, in a batch cycle of two or three. Every 16 tasks, `loadtest hot`
+/// in alternating pairs: MariaDB 3-4% more orders/s (seven pairs, each won);
+/// SQLite, whose answer comes from its worker thread, 18% (three pairs; why it
+/// gains more was not traced); 4 and 8 tasks measured the same as 16. With memory
 /// acknowledgements nothing waits for a commit, and the default measured as well
 /// or slightly better.
 const EVENT_INTERVAL_DURABLE: u32 = 16;
