@@ -94,7 +94,7 @@ pub struct Settings {
     pub ack: AckMode,
 
     /// Lifetime of an unpaid order's reservation.
-    #[arg(long, env = "FLASHSTOCK_RESERVATION_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "FLASHSTOCK_RESERVATION_TTL", default_value = DEFAULT_RESERVATION_TTL, value_parser = parse_duration, global = true)]
     pub reservation_ttl: Duration,
 
     /// Time from payment to automatic shipping.
@@ -191,6 +191,9 @@ impl Settings {
         }
     }
 }
+
+/// `--reservation-ttl` when not given: how long an unpaid order holds its units.
+pub const DEFAULT_RESERVATION_TTL: &str = "10m";
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 500ms, 30s, 10m, 24h)"))

@@ -6,12 +6,12 @@
 //! Tables (MariaDB): `products (id, stock, version, price)` and flashstock's
 //! own `orders` table, columns and indexes, taken from its migration.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use dashmap::DashMap;
@@ -62,7 +62,10 @@ const LUA_WRITER_BATCH_MAX: usize = 1_000;
 
 /// How long an unpaid order holds its units: flashstock's default
 /// `--reservation-ttl`, so the stored rows are alike.
-const RESERVATION_TTL: Duration = Duration::from_secs(600);
+static RESERVATION_TTL: LazyLock<Duration> = LazyLock::new(|| {
+    flashstock::config::parse_duration(flashstock::config::DEFAULT_RESERVATION_TTL)
+        .expect("flashstock's default reservation TTL parses")
+});
 
 const PRODUCTS_TABLE: &str = "CREATE TABLE products (id BIGINT PRIMARY KEY, \
      stock BIGINT NOT NULL, version BIGINT NOT NULL DEFAULT 0, price BIGINT NOT NULL)";
@@ -138,7 +141,7 @@ fn new_order(user: &UserId, order: &CreateOrder, unit_price: u64) -> Order {
         status: OrderStatus::PendingPayment,
         created_at: now,
         updated_at: now,
-        expires_at: now.plus(RESERVATION_TTL),
+        expires_at: now.plus(*RESERVATION_TTL),
     }
 }
 
@@ -247,12 +250,7 @@ async fn place(State(server): State<Arc<Server>>, headers: HeaderMap, body: Byte
         Ok(Outcome::GaveUp) => ApiError::unavailable("gave up retrying").into_response(),
         Err(error) => {
             eprintln!("{error:#}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-            .into_response()
+            ApiError::internal().into_response()
         }
     }
 }

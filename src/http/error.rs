@@ -60,6 +60,15 @@ impl ApiError {
         )
     }
 
+    /// A fault of ours; what it was goes to the log, not to the client.
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred",
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
@@ -87,11 +96,7 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(why) => ApiError::unavailable(why),
             EngineError::Store(error) => {
                 tracing::error!(error = %error, "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "an internal error occurred",
-                )
+                ApiError::internal()
             }
         }
     }
