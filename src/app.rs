@@ -28,10 +28,10 @@ const ACTOR_TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// commit lets them share fsyncs, and a few keep it busy without queueing.
 const COMMIT_WORKERS_SERVER_DATABASE: usize = 4;
 
-/// Tasks an arbiter runs between looks at its sockets, by acknowledgement mode.
-/// With durable acknowledgements every reply waits for a commit, and MariaDB's
-/// answer to a commit sits in the connection's socket until the arbiter next
-/// looks: with tokio's default of 61 tasks, about a millisecond of HTTP work on a
+/// Tasks an arbiter runs between looks at its sockets when acknowledgements are
+/// durable (with memory acknowledgements, tokio's default). Then every reply
+/// waits for a commit, and MariaDB's answer to a commit sits in the connection's
+/// socket until the arbiter next looks: with tokio's default of 61 tasks, about a millisecond of HTTP work on a
 /// busy arbiter, in a batch cycle of two or three. Every 16 tasks, `loadtest hot`
 /// in alternating pairs: MariaDB 3-4% more orders/s (seven pairs, each won);
 /// SQLite, whose answer comes from its worker thread, 18% (three pairs; why it
@@ -39,7 +39,6 @@ const COMMIT_WORKERS_SERVER_DATABASE: usize = 4;
 /// acknowledgements nothing waits for a commit, and the default measured as well
 /// or slightly better.
 const EVENT_INTERVAL_DURABLE: u32 = 16;
-const EVENT_INTERVAL_MEMORY: u32 = 61;
 
 /// How often the node looks for passivated products with orders falling due.
 const TIMER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -99,10 +98,7 @@ impl Node {
         };
         // Writers and committers run on the arbiters beside the actors that feed
         // them: a commit then wakes its waiting requests without crossing threads.
-        let event_interval = match settings.ack {
-            AckMode::Durable => EVENT_INTERVAL_DURABLE,
-            AckMode::Memory => EVENT_INTERVAL_MEMORY,
-        };
+        let event_interval = (settings.ack == AckMode::Durable).then_some(EVENT_INTERVAL_DURABLE);
         let actor_system = ActorSystem::start(settings.arbiter_count(), event_interval);
         let (committer, commit_tasks) =
             Committer::new(store.clone(), commit_workers, limits.batch_rows_max);

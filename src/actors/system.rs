@@ -23,9 +23,9 @@ pub struct ActorSystem {
 
 impl ActorSystem {
     /// Starts `arbiter_count` arbiters whose runtimes poll for I/O after every
-    /// `event_interval` tasks they run (tokio's default is 61).
-    pub fn start(arbiter_count: usize, event_interval: u32) -> ActorSystem {
-        assert!(arbiter_count > 0 && event_interval > 0);
+    /// `event_interval` tasks they run (None: tokio's default).
+    pub fn start(arbiter_count: usize, event_interval: Option<u32>) -> ActorSystem {
+        assert!(arbiter_count > 0 && event_interval != Some(0));
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("actix-system".into())
@@ -35,11 +35,12 @@ impl ActorSystem {
                     let arbiters: Vec<ArbiterHandle> = (0..arbiter_count)
                         .map(|_| {
                             actix::Arbiter::with_tokio_rt(move || {
-                                tokio::runtime::Builder::new_current_thread()
-                                    .enable_all()
-                                    .event_interval(event_interval)
-                                    .build()
-                                    .expect("an arbiter's runtime builds")
+                                let mut runtime = tokio::runtime::Builder::new_current_thread();
+                                runtime.enable_all();
+                                if let Some(interval) = event_interval {
+                                    runtime.event_interval(interval);
+                                }
+                                runtime.build().expect("an arbiter's runtime builds")
                             })
                             .handle()
                         })
