@@ -64,22 +64,37 @@ mod tests {
 #[derive(Clone, Copy, Debug)]
 pub struct Rfc3339(UnixMillis);
 
-impl std::fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut buffer = std::io::Cursor::new([0u8; 64]);
+impl Rfc3339 {
+    /// The text, written into `buffer`.
+    pub fn write<'b>(&self, buffer: &'b mut [u8; 64]) -> &'b str {
+        let mut cursor = std::io::Cursor::new(&mut buffer[..]);
         let written =
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0.0) * 1_000_000)
                 .ok()
                 .and_then(|t| {
-                    t.format_into(&mut buffer, &time::format_description::well_known::Rfc3339)
+                    t.format_into(&mut cursor, &time::format_description::well_known::Rfc3339)
                         .ok()
                 });
-        let len = buffer.position() as usize;
-        let text = written.and_then(|_| std::str::from_utf8(&buffer.get_ref()[..len]).ok());
-        match text {
-            Some(text) => f.write_str(text),
-            None => write!(f, "{}", self.0.0),
+        // The cursor's position: the count `format_into` returns falls short
+        // of what it wrote when there are fractional seconds.
+        let length = cursor.position() as usize;
+        match written {
+            Some(_) => {
+                std::str::from_utf8(&buffer[..length]).expect("RFC 3339 is written in ASCII")
+            }
+            None => {
+                let mut digits = itoa::Buffer::new();
+                let text = digits.format(self.0.0);
+                buffer[..text.len()].copy_from_slice(text.as_bytes());
+                std::str::from_utf8(&buffer[..text.len()]).expect("digits are ASCII")
+            }
         }
+    }
+}
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.write(&mut [0u8; 64]))
     }
 }
 

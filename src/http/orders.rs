@@ -11,7 +11,7 @@ use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Idempotency, OptionalJson, Page, PageQuery};
-use super::views::OrderBody;
+use super::views::{AsText, OrderBody};
 use crate::actors::{Asker, OrderAction};
 use crate::domain::{Order, OrderId, ProductId, Quantity, Refusal};
 
@@ -105,8 +105,11 @@ pub async fn create(
 
 /// The 201 of a placed order: the order and its `Location` (also the reply of
 /// the designs flashstock is compared with, so all answer the same bytes).
-pub fn placed(order: Order) -> impl IntoResponse {
-    let location = format!("/v1/orders/{}", order.id);
+pub fn placed(order: Order) -> axum::response::Response {
+    const PREFIX: &str = "/v1/orders/";
+    let mut location = String::with_capacity(PREFIX.len() + ulid::ULID_LEN);
+    location.push_str(PREFIX);
+    location.push_str(order.id.text(&mut [0u8; 64]));
     super::created(location, OrderBody::from(order))
 }
 

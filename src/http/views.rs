@@ -10,14 +10,51 @@ use crate::domain::{
     UserId,
 };
 
-/// A value sent as a JSON string through its `Display`, written straight into
-/// the reply (escaped as needed) instead of into a `String` first.
+/// A value sent as a JSON string, written from a buffer on the stack (or
+/// borrowed from the value) straight into the reply: no `String`, and no
+/// formatting machinery, for the ids and instants every order carries.
 #[derive(Debug)]
 pub struct Text<T>(pub T);
 
-impl<T: std::fmt::Display> Serialize for Text<T> {
+/// What [`Text`] can send.
+pub trait AsText {
+    fn text<'a>(&'a self, buffer: &'a mut [u8; 64]) -> &'a str;
+}
+
+impl<T: AsText> Serialize for Text<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+        serializer.serialize_str(self.0.text(&mut [0u8; 64]))
+    }
+}
+
+impl AsText for Rfc3339 {
+    fn text<'a>(&'a self, buffer: &'a mut [u8; 64]) -> &'a str {
+        self.write(buffer)
+    }
+}
+
+impl AsText for UserId {
+    fn text<'a>(&'a self, _: &'a mut [u8; 64]) -> &'a str {
+        self.as_str()
+    }
+}
+
+fn ulid_text(id: ulid::Ulid, buffer: &mut [u8; 64]) -> &str {
+    let (ulid, _) = buffer
+        .split_first_chunk_mut::<{ ulid::ULID_LEN }>()
+        .expect("64 > 26");
+    id.array_to_str(ulid)
+}
+
+impl AsText for OrderId {
+    fn text<'a>(&'a self, buffer: &'a mut [u8; 64]) -> &'a str {
+        ulid_text(self.0, buffer)
+    }
+}
+
+impl AsText for CouponId {
+    fn text<'a>(&'a self, buffer: &'a mut [u8; 64]) -> &'a str {
+        ulid_text(self.0, buffer)
     }
 }
 
