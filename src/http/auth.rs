@@ -4,8 +4,8 @@
 //! Tokens are minted with `jsonwebtoken`; they are checked here, on every
 //! request, with the secret's HMAC keyed once at start. `jsonwebtoken::decode`
 //! keys the HMAC again for every token and reads the header and the claims
-//! twice each, which made it the largest single cost of placing an order.
-//! The checks are the same (the tests hold both to the same answers).
+//! twice each: it was over a third of the server's own instructions per order
+//! placed. The checks are the same (the tests hold both to the same answers).
 
 use std::borrow::Cow;
 
@@ -107,7 +107,7 @@ impl Auth {
         let mut signature_bytes = [0u8; 64];
         let length = URL_SAFE_NO_PAD
             .decode_slice(signature, &mut signature_bytes)
-            .map_err(|_| invalid("the signature is not base64url"))?;
+            .map_err(|_| invalid("the signature is not an HS256 signature in base64url"))?;
         let signed = &token.as_bytes()[..token.len() - signature.len() - 1];
         self.mac
             .clone()
