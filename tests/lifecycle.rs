@@ -21,6 +21,17 @@ const FAST_TIMERS: &[&str] = &[
     "200ms",
 ];
 
+/// As `FAST_TIMERS`, but an order stays SHIPPED for 2 s: long enough for a
+/// poll to see it on a loaded machine (200 ms was missed under CI).
+const SHIPPING_TIMERS: &[&str] = &[
+    "--reservation-ttl",
+    "400ms",
+    "--shipping-delay",
+    "200ms",
+    "--delivery-delay",
+    "2s",
+];
+
 async fn act(
     server: &Server,
     who: &str,
@@ -293,7 +304,7 @@ async fn shipping_delivery_and_returns(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let server = Server::start(&db, FAST_TIMERS);
+    let server = Server::start(&db, SHIPPING_TIMERS);
     let probe = db.probe().await;
     let product = server.create_product(10, None).await;
     let ed = token("ed", false);
