@@ -27,10 +27,6 @@ impl UnixMillis {
         Duration::from_millis(later.0.saturating_sub(self.0).max(0) as u64)
     }
 
-    pub fn to_rfc3339(self) -> String {
-        Rfc3339(self).to_string()
-    }
-
     pub fn rfc3339(self) -> Rfc3339 {
         Rfc3339(self)
     }
@@ -50,7 +46,7 @@ mod tests {
     #[test]
     fn rfc3339_round_trips_milliseconds() {
         let t = UnixMillis(1_763_712_000_123);
-        let text = t.to_rfc3339();
+        let text = t.rfc3339().to_string();
         assert_eq!(text, "2025-11-21T08:00:00.123Z");
         assert_eq!(UnixMillis::parse_rfc3339(&text), Some(t));
         assert_eq!(UnixMillis::parse_rfc3339("yesterday"), None);
@@ -107,21 +103,24 @@ mod rfc3339_tests {
         #[test]
         fn round_trips(millis in 0i64..253_402_300_799_999) {
             let instant = UnixMillis(millis);
-            prop_assert_eq!(UnixMillis::parse_rfc3339(&instant.to_rfc3339()), Some(instant));
+            prop_assert_eq!(UnixMillis::parse_rfc3339(&instant.rfc3339().to_string()), Some(instant));
         }
     }
 
     #[test]
     fn fractions_and_edges() {
         assert_eq!(
-            UnixMillis(1_763_726_400_250).to_rfc3339(),
+            UnixMillis(1_763_726_400_250).rfc3339().to_string(),
             "2025-11-21T12:00:00.25Z"
         );
-        assert_eq!(UnixMillis(0).to_rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(UnixMillis(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(UnixMillis(0).rfc3339().to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            UnixMillis(-1).rfc3339().to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
         // Past year 9999, RFC 3339 has no form: the milliseconds.
         assert_eq!(
-            UnixMillis(253_402_300_800_000).to_rfc3339(),
+            UnixMillis(253_402_300_800_000).rfc3339().to_string(),
             "253402300800000"
         );
     }

@@ -26,12 +26,19 @@ use crate::domain::{UnixMillis, UserId};
 /// Seconds of clock skew tolerated on `exp`.
 const EXPIRY_LEEWAY_SECONDS: u64 = 5;
 
+/// A token's claims: what tokens are minted with, and what a check reads
+/// (borrowed from the decoded payload where they need no unescaping).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+struct Claims<'a> {
+    #[serde(borrow)]
+    sub: Cow<'a, str>,
+    exp: u64,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    role: Option<Cow<'a, str>>,
+    /// No audience is configured, so a token meant for one is not for us;
+    /// never minted.
+    #[serde(default, skip_serializing)]
+    aud: Option<serde::de::IgnoredAny>,
 }
 
 /// The header members a check reads; others are allowed and ignored.
@@ -39,20 +46,6 @@ pub struct Claims {
 struct TokenHeader<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
-}
-
-/// The claims a check reads, borrowed from the decoded payload where they
-/// need no unescaping.
-#[derive(Deserialize)]
-struct TokenClaims<'a> {
-    #[serde(borrow)]
-    sub: Cow<'a, str>,
-    exp: u64,
-    #[serde(default, borrow)]
-    role: Option<Cow<'a, str>>,
-    /// No audience is configured, so a token meant for one is not for us.
-    #[serde(default)]
-    aud: Option<serde::de::IgnoredAny>,
 }
 
 pub struct Auth {
@@ -73,9 +66,10 @@ impl Auth {
     pub fn token(&self, sub: &str, admin: bool, ttl: std::time::Duration) -> String {
         let exp = UnixMillis::now().plus(ttl).0 / 1000;
         let claims = Claims {
-            sub: sub.to_string(),
+            sub: Cow::Borrowed(sub),
             exp: exp as u64,
-            role: admin.then(|| "admin".to_string()),
+            role: admin.then_some(Cow::Borrowed("admin")),
+            aud: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing does not fail")
@@ -117,7 +111,7 @@ impl Auth {
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| invalid("the claims are not base64url"))?;
-        let claims: TokenClaims = serde_json::from_slice(&payload)
+        let claims: Claims = serde_json::from_slice(&payload)
             .map_err(|_| invalid("the claims need a string sub and a numeric exp"))?;
         let now_seconds = u64::try_from(now.0 / 1000).unwrap_or(0);
         if claims.exp < now_seconds.saturating_sub(EXPIRY_LEEWAY_SECONDS) {
@@ -205,7 +199,15 @@ mod tests {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = EXPIRY_LEEWAY_SECONDS;
-        let data = jsonwebtoken::decode::<Claims>(
+        #[derive(Deserialize)]
+        struct Owned {
+            sub: String,
+            /// Read so that a token without a numeric `exp` fails here too.
+            #[serde(rename = "exp")]
+            _exp: u64,
+            role: Option<String>,
+        }
+        let data = jsonwebtoken::decode::<Owned>(
             token,
             &DecodingKey::from_secret(SECRET.as_bytes()),
             &validation,

@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use auth::{Auth, Caller, Claims};
+pub use auth::{Auth, Caller};
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 pub use orders::placed as order_placed;

@@ -70,10 +70,13 @@ pub struct ProductBody {
     pub sold: u64,
     pub written_off: u64,
     pub per_user_limit: Option<u64>,
-    pub sale_starts_at: Option<String>,
-    pub sale_ends_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub sale_starts_at: Option<Text<Rfc3339>>,
+    #[schema(value_type = Option<String>)]
+    pub sale_ends_at: Option<Text<Rfc3339>>,
     pub views: u64,
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Text<Rfc3339>,
 }
 
 impl From<(ProductInfo, ProductStock)> for ProductBody {
@@ -88,10 +91,10 @@ impl From<(ProductInfo, ProductStock)> for ProductBody {
             sold: stock.sold,
             written_off: stock.written_off,
             per_user_limit: info.per_user_limit,
-            sale_starts_at: info.sale_starts_at.map(|t| t.to_rfc3339()),
-            sale_ends_at: info.sale_ends_at.map(|t| t.to_rfc3339()),
+            sale_starts_at: info.sale_starts_at.map(|t| Text(t.rfc3339())),
+            sale_ends_at: info.sale_ends_at.map(|t| Text(t.rfc3339())),
             views: info.views,
-            created_at: info.created_at.to_rfc3339(),
+            created_at: Text(info.created_at.rfc3339()),
         }
     }
 }
@@ -151,9 +154,12 @@ pub struct CampaignBody {
     pub remaining: u64,
     pub per_user_limit: u64,
     pub discount: DiscountBody,
-    pub starts_at: Option<String>,
-    pub ends_at: Option<String>,
-    pub created_at: String,
+    #[schema(value_type = Option<String>)]
+    pub starts_at: Option<Text<Rfc3339>>,
+    #[schema(value_type = Option<String>)]
+    pub ends_at: Option<Text<Rfc3339>>,
+    #[schema(value_type = String)]
+    pub created_at: Text<Rfc3339>,
 }
 
 impl From<(CampaignInfo, CampaignStock)> for CampaignBody {
@@ -169,9 +175,9 @@ impl From<(CampaignInfo, CampaignStock)> for CampaignBody {
                 kind: info.discount.kind(),
                 value: info.discount.value(),
             },
-            starts_at: info.starts_at.map(|t| t.to_rfc3339()),
-            ends_at: info.ends_at.map(|t| t.to_rfc3339()),
-            created_at: info.created_at.to_rfc3339(),
+            starts_at: info.starts_at.map(|t| Text(t.rfc3339())),
+            ends_at: info.ends_at.map(|t| Text(t.rfc3339())),
+            created_at: Text(info.created_at.rfc3339()),
         }
     }
 }
