@@ -514,13 +514,37 @@ async fn run_strategy(
         };
         let row = ResultRow::new(strategy, scenario, stats, checked);
         eprintln!(
-            "   {scenario:<5} {:>9.0} orders/s  p99 {:>8.2} ms  errors {}  oversold {:?}  lost {:?}",
-            row.orders_per_s, row.p99_ms, row.errors, row.oversold, row.lost
+            "   {scenario:<5} {:>9.0} orders/s  p99 {:>8.2} ms  errors {}{}  oversold {:?}  lost {:?}",
+            row.orders_per_s,
+            row.p99_ms,
+            row.errors,
+            failures(stats),
+            row.oversold,
+            row.lost
         );
         rows.push(row);
     }
     drop(server);
     Ok(rows)
+}
+
+/// What the errors were, for the console: ` (503 unavailable: 12, transport: 3)`,
+/// or nothing when there were none.
+fn failures(stats: &Stats) -> String {
+    let mut kinds: Vec<String> = stats
+        .replies
+        .iter()
+        .filter(|(status, _, _)| *status >= 500)
+        .map(|(status, code, n)| format!("{status} {code}: {n}"))
+        .collect();
+    if stats.transport_errors > 0 {
+        kinds.push(format!("transport: {}", stats.transport_errors));
+    }
+    if kinds.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", kinds.join(", "))
+    }
 }
 
 /// Oversold units and acknowledged orders missing from the database. Writes
