@@ -1,5 +1,8 @@
 //! The `flashstock` command: `serve` (the default), `migrate`, `token`.
 
+use std::io::Write as _;
+
+use anyhow::Context as _;
 use clap::Parser;
 use flashstock::config::{Cli, Command};
 
@@ -20,10 +23,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Loadtest(args) => runtime.block_on(async {
+            // Created before the load, so that a path that cannot be written
+            // fails at once rather than after the run.
+            let json = match &args.json {
+                Some(path) => Some((
+                    path,
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => None,
+            };
             let report = flashstock::loadtest::run(&args, cli.settings.jwt_secret()).await?;
             print!("{}", report.table());
-            if let Some(path) = &args.json {
-                std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+            if let Some((path, mut file)) = json {
+                file.write_all(&serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             if !report.verdict.passed {
                 anyhow::bail!("the verdict is FAIL");

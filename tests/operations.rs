@@ -465,6 +465,22 @@ async fn loadtest_checks_a_drop(backend: Backend) {
         .expect("run loadtest");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+    // A report that cannot be written: refused before any load, naming the file.
+    let unwritable = db.dir().join("no such directory").join("drop.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
+        .args(["loadtest", "--url", &server.url, "--jwt-secret", JWT_SECRET])
+        .args(["--json", unwritable.to_str().unwrap()])
+        .args(["drop", "--users", "10", "--stock", "1"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run loadtest");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot create {}", unwritable.display())),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no load without a report file");
     // No server at the URL: one clear error before any load, for every scenario.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nobody = format!("http://{}", closed.local_addr().unwrap());
