@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
 use flashstock::http::Auth;
@@ -64,7 +65,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Only these strategies (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(STRATEGIES))]
     only: Vec<String>,
     /// Run every strategy this many times, in turn (strategy after strategy,
     /// round after round), and report each one's median round: on a shared or
@@ -315,6 +316,10 @@ async fn compare(mut args: Args, pinned: Option<report::Pinning>) -> anyhow::Res
         flashstock::app::redact(server)
     );
     args.mysql = server.to_string();
+    // Made now, so that a path that cannot be written fails before the run,
+    // not after it.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let phases = if args.quick {
         Phases {
             duration: args.duration.min(Duration::from_secs(3)),
