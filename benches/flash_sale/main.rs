@@ -533,23 +533,18 @@ async fn run_strategy(
     Ok(rows)
 }
 
-/// What the errors were, for the console: ` (503 unavailable: 12, transport: 3)`,
-/// or nothing when there were none.
+/// What the errors were, for the console: ` (503 unavailable: 12,
+/// transport_error: 3)`, or nothing when there were none.
 fn failures(stats: &Stats) -> String {
-    let mut kinds: Vec<String> = stats
-        .replies
+    let errors = stats.named_errors();
+    if errors.is_empty() {
+        return String::new();
+    }
+    let kinds: Vec<String> = errors
         .iter()
-        .filter(|(status, _, _)| *status >= 500)
-        .map(|(status, code, n)| format!("{status} {code}: {n}"))
+        .map(|(name, n)| format!("{name}: {n}"))
         .collect();
-    if stats.transport_errors > 0 {
-        kinds.push(format!("transport: {}", stats.transport_errors));
-    }
-    if kinds.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", kinds.join(", "))
-    }
+    format!(" ({})", kinds.join(", "))
 }
 
 /// Oversold units and acknowledged orders missing from the database. Writes

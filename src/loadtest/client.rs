@@ -5,6 +5,7 @@
 //! records into a per-connection histogram: no allocation on the way unless a
 //! reply carries a new error `code` or an id must be kept.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -167,6 +168,34 @@ impl Stats {
             .filter(|r| r.0 == status)
             .map(|r| r.2)
             .sum()
+    }
+
+    /// Replies by name, as reports show them: `"201"`, `"409 out_of_stock"`,
+    /// and `"transport_error"` for requests that got no reply.
+    pub fn named_replies(&self) -> BTreeMap<String, u64> {
+        self.named(|_| true)
+    }
+
+    /// The same, for what [`Stats::errors`] counts: 5xx replies and transport
+    /// errors.
+    pub fn named_errors(&self) -> BTreeMap<String, u64> {
+        self.named(|status| status >= 500)
+    }
+
+    fn named(&self, keep: impl Fn(u16) -> bool) -> BTreeMap<String, u64> {
+        let mut named = BTreeMap::new();
+        for (status, code, n) in self.replies.iter().filter(|r| keep(r.0)) {
+            let name = if code.is_empty() {
+                status.to_string()
+            } else {
+                format!("{status} {code}")
+            };
+            *named.entry(name).or_insert(0) += n;
+        }
+        if self.transport_errors > 0 {
+            named.insert("transport_error".into(), self.transport_errors);
+        }
+        named
     }
 
     /// Transport errors and 5xx replies.
@@ -376,6 +405,42 @@ mod tests {
         assert_eq!(parse_head(&reply[..10]).unwrap(), None);
         assert_eq!(json_string_field(&reply[45..], b"\"code\":\""), b"sold_out");
         assert_eq!(json_string_field(b"{}", b"\"id\":\""), b"");
+    }
+
+    #[test]
+    fn names_replies_and_errors() {
+        let mut stats = Stats::new();
+        stats.replies = vec![
+            (201, String::new(), 5),
+            (409, "out_of_stock".into(), 3),
+            (503, "unavailable".into(), 2),
+            (500, String::new(), 1),
+        ];
+        stats.transport_errors = 4;
+        let named = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(name, n)| (name.to_string(), *n))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            stats.named_replies(),
+            named(&[
+                ("201", 5),
+                ("409 out_of_stock", 3),
+                ("500", 1),
+                ("503 unavailable", 2),
+                ("transport_error", 4)
+            ])
+        );
+        assert_eq!(
+            stats.named_errors(),
+            named(&[("500", 1), ("503 unavailable", 2), ("transport_error", 4)])
+        );
+        assert_eq!(stats.errors(), 7);
+        stats.transport_errors = 0;
+        stats.replies.truncate(2);
+        assert!(stats.named_errors().is_empty());
     }
 
     #[test]

@@ -52,18 +52,6 @@ impl Report {
         stats: &Stats,
         verdict: Verdict,
     ) -> Report {
-        let mut replies = BTreeMap::new();
-        for (status, code, n) in &stats.replies {
-            let key = if code.is_empty() {
-                status.to_string()
-            } else {
-                format!("{status} {code}")
-            };
-            *replies.entry(key).or_insert(0) += n;
-        }
-        if stats.transport_errors > 0 {
-            replies.insert("transport_error".into(), stats.transport_errors);
-        }
         let seconds = stats.elapsed.as_secs_f64().max(1e-9);
         let successes = stats.with_status(201) + stats.with_status(200);
         let h = &stats.latency_us;
@@ -73,7 +61,7 @@ impl Report {
             connections,
             duration_s: seconds,
             requests: stats.requests(),
-            replies,
+            replies: stats.named_replies(),
             orders_per_s: successes as f64 / seconds,
             requests_per_s: stats.requests() as f64 / seconds,
             latency: Latency {
