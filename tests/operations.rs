@@ -425,23 +425,37 @@ async fn authentication_and_bad_input(backend: Backend) {
     assert!(admin_token().len() > 10);
 }
 
+/// `flashstock loadtest --url URL --jwt-secret SECRET ARGS...`, run to its end.
+fn loadtest(url: &str, secret: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flashstock"))
+        .args(["loadtest", "--url", url, "--jwt-secret", secret])
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run loadtest")
+}
+
 async fn loadtest_checks_a_drop(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let server = Server::start(&db, &[]);
     let report = db.dir().join("drop.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
-        .args(["loadtest", "--url", &server.url, "--connections", "64"])
-        .args([
+    let output = loadtest(
+        &server.url,
+        JWT_SECRET,
+        &[
+            "--connections",
+            "64",
             "--json",
             report.to_str().unwrap(),
-            "--jwt-secret",
-            JWT_SECRET,
-        ])
-        .args(["drop", "--users", "500", "--stock", "20"])
-        .output()
-        .expect("run loadtest");
+            "drop",
+            "--users",
+            "500",
+            "--stock",
+            "20",
+        ],
+    );
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -458,22 +472,28 @@ async fn loadtest_checks_a_drop(backend: Backend) {
     assert_eq!(report["verdict"]["passed"], true);
     assert!(report["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     // A wrong secret cannot set the drop up: the verdict is a failure, not a panic.
-    let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
-        .args(["loadtest", "--url", &server.url, "--jwt-secret", "wrong"])
-        .args(["drop", "--users", "10", "--stock", "1"])
-        .output()
-        .expect("run loadtest");
+    let output = loadtest(
+        &server.url,
+        "wrong",
+        &["drop", "--users", "10", "--stock", "1"],
+    );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
     // A report that cannot be written: refused before any load, naming the file.
     let unwritable = db.dir().join("no such directory").join("drop.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
-        .args(["loadtest", "--url", &server.url, "--jwt-secret", JWT_SECRET])
-        .args(["--json", unwritable.to_str().unwrap()])
-        .args(["drop", "--users", "10", "--stock", "1"])
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run loadtest");
+    let output = loadtest(
+        &server.url,
+        JWT_SECRET,
+        &[
+            "--json",
+            unwritable.to_str().unwrap(),
+            "drop",
+            "--users",
+            "10",
+            "--stock",
+            "1",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
@@ -489,12 +509,7 @@ async fn loadtest_checks_a_drop(backend: Backend) {
         &["get", "--path", "/healthz", "--duration", "2s"][..],
         &["drop", "--users", "10", "--stock", "1"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_flashstock"))
-            .args(["loadtest", "--url", &nobody, "--jwt-secret", JWT_SECRET])
-            .args(scenario)
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .expect("run loadtest");
+        let output = loadtest(&nobody, JWT_SECRET, scenario);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{scenario:?}: {stderr}");
         assert!(
