@@ -118,6 +118,13 @@ async fn health_and_metrics(backend: Backend) {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    // Both answers came after their batch committed: nothing is queued, and the
+    // queue-depth gauge of every shard says so.
+    for line in text.lines() {
+        if let Some(depth) = line.strip_prefix("flashstock_writer_queue_rows{") {
+            assert!(depth.ends_with("} 0"), "a drained queue reads {line:?}");
+        }
+    }
 }
 
 async fn full_queue_answers_503_and_loses_nothing(backend: Backend) {

@@ -114,6 +114,9 @@ struct Queue {
     /// The batch that new mutations join.
     open: (Arc<Batch>, Vec<Mutation>),
     queued_rows: usize,
+    /// `queued_rows` as the shard's queue-depth gauge, looked up once; set on
+    /// every change, so it falls back to 0 as batches are taken.
+    queued_rows_gauge: metrics::Gauge,
     closing: bool,
 }
 
@@ -125,6 +128,7 @@ impl Queue {
             None => std::mem::replace(&mut self.open, (Batch::new(), Vec::new())),
         };
         self.queued_rows -= next.1.len();
+        self.queued_rows_gauge.set(self.queued_rows as f64);
         Some(next)
     }
 
@@ -150,8 +154,6 @@ pub struct ShardWriter {
     wake: Notify,
     /// False while the writer re-fences after a failure; activation waits for it.
     ready: watch::Sender<bool>,
-    /// The queue-depth gauge of this shard, looked up once, not per submit.
-    queue_rows: metrics::Gauge,
 }
 
 impl ShardWriter {
@@ -166,11 +168,11 @@ impl ShardWriter {
                 sealed: VecDeque::new(),
                 open: (Batch::new(), Vec::new()),
                 queued_rows: 0,
+                queued_rows_gauge: metrics::gauge!(m::WRITER_QUEUE_ROWS, "shard" => shard.to_string()),
                 closing: false,
             }),
             wake: Notify::new(),
             ready: watch::Sender::new(true),
-            queue_rows: metrics::gauge!(m::WRITER_QUEUE_ROWS, "shard" => shard.to_string()),
         })
     }
 
@@ -224,12 +226,12 @@ impl ShardWriter {
         queue.open.1.extend(mutations);
         let added = queue.open.1.len() - before;
         queue.queued_rows += added;
+        queue.queued_rows_gauge.set(queue.queued_rows as f64);
         let ticket = Ticket(queue.open.0.clone());
         if queue.open.1.len() >= self.limits.batch_rows_max {
             let full = std::mem::replace(&mut queue.open, (Batch::new(), Vec::new()));
             queue.sealed.push_back(full);
         }
-        self.queue_rows.set(queue.queued_rows as f64);
         drop(queue);
         if was_empty && added > 0 {
             self.wake.notify_one();
