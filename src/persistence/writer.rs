@@ -114,8 +114,8 @@ struct Queue {
     /// The batch that new mutations join.
     open: (Arc<Batch>, Vec<Mutation>),
     queued_rows: usize,
-    /// `queued_rows` as the shard's queue-depth gauge, looked up once; set on
-    /// every change, so it falls back to 0 as batches are taken.
+    /// `queued_rows` as the shard's queue-depth gauge, looked up once; set with
+    /// it (`set_queued_rows`), so it falls back to 0 as batches are taken.
     queued_rows_gauge: metrics::Gauge,
     closing: bool,
 }
@@ -127,9 +127,14 @@ impl Queue {
             None if self.open.1.is_empty() => return None,
             None => std::mem::replace(&mut self.open, (Batch::new(), Vec::new())),
         };
-        self.queued_rows -= next.1.len();
-        self.queued_rows_gauge.set(self.queued_rows as f64);
+        self.set_queued_rows(self.queued_rows - next.1.len());
         Some(next)
+    }
+
+    /// The one way `queued_rows` changes, so that its gauge always agrees.
+    fn set_queued_rows(&mut self, rows: usize) {
+        self.queued_rows = rows;
+        self.queued_rows_gauge.set(rows as f64);
     }
 
     /// Fails every queued batch; returns how many mutations were dropped.
@@ -225,8 +230,8 @@ impl ShardWriter {
         let before = queue.open.1.len();
         queue.open.1.extend(mutations);
         let added = queue.open.1.len() - before;
-        queue.queued_rows += added;
-        queue.queued_rows_gauge.set(queue.queued_rows as f64);
+        let rows = queue.queued_rows + added;
+        queue.set_queued_rows(rows);
         let ticket = Ticket(queue.open.0.clone());
         if queue.open.1.len() >= self.limits.batch_rows_max {
             let full = std::mem::replace(&mut queue.open, (Batch::new(), Vec::new()));
