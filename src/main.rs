@@ -23,20 +23,20 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Loadtest(args) => runtime.block_on(async {
-            // Created before the load, so that a path that cannot be written
-            // fails at once rather than after the run.
+            // A file beside the report is created before the load, so that a path
+            // that cannot be written fails at once rather than after the run; it
+            // replaces the report only once the run has one, so a failed run
+            // leaves an earlier report as it was.
             let json = match &args.json {
-                Some(path) => Some((
-                    path,
-                    std::fs::File::create(path)
-                        .with_context(|| format!("cannot create {}", path.display()))?,
-                )),
+                Some(path) => Some((path, report_file(path)?)),
                 None => None,
             };
             let report = flashstock::loadtest::run(&args, cli.settings.jwt_secret()).await?;
             print!("{}", report.table());
             if let Some((path, mut file)) = json {
                 file.write_all(&serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                file.persist(path)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if !report.verdict.passed {
@@ -50,4 +50,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A new file in the folder of `path`, to be renamed over it when written.
+fn report_file(path: &std::path::Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => std::path::Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".flashstock-report-")
+        .tempfile_in(folder)
+        .with_context(|| format!("cannot create {}", path.display()))
 }

@@ -470,14 +470,14 @@ async fn loadtest_checks_a_drop(backend: Backend) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(table.contains("verdict       PASS"), "{table}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let written = std::fs::read(&report).unwrap();
+    let report_json: serde_json::Value = serde_json::from_slice(&written).unwrap();
     assert_eq!(
-        report["replies"],
+        report_json["replies"],
         json!({"201": 20, "409 out_of_stock": 480})
     );
-    assert_eq!(report["verdict"]["passed"], true);
-    assert!(report["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(report_json["verdict"]["passed"], true);
+    assert!(report_json["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
     // A wrong secret cannot set the drop up: the verdict is a failure, not a panic.
     let output = loadtest(
         &server.url,
@@ -512,11 +512,12 @@ async fn loadtest_checks_a_drop(backend: Backend) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nobody = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
+    let json = ["--json", report.to_str().unwrap()];
     for scenario in [
         &["get", "--path", "/healthz", "--duration", "2s"][..],
         &["drop", "--users", "10", "--stock", "1"],
     ] {
-        let output = loadtest(&nobody, JWT_SECRET, scenario);
+        let output = loadtest(&nobody, JWT_SECRET, &[&json[..], scenario].concat());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{scenario:?}: {stderr}");
         assert!(
@@ -527,7 +528,15 @@ async fn loadtest_checks_a_drop(backend: Backend) {
             output.stdout.is_empty(),
             "{scenario:?}: no report without a server"
         );
+        // The failed run leaves the earlier report as it was, and nothing beside it.
+        assert_eq!(std::fs::read(&report).unwrap(), written, "{scenario:?}");
     }
+    let left: Vec<_> = std::fs::read_dir(db.dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with(".flashstock-report"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 on_both_backends! {

@@ -37,7 +37,8 @@ pub struct LoadtestArgs {
     /// Keep-alive connections driving the load.
     #[arg(long, default_value_t = 256, global = true)]
     pub connections: usize,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file (replaced only by a run that
+    /// has a report: a failed run leaves it as it was).
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
     #[command(subcommand)]
