@@ -94,6 +94,10 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::Refused(refusal) => refusal.into(),
             EngineError::Unavailable(why) => ApiError::unavailable(why),
+            EngineError::Store(error) if error.is_unavailable() => {
+                tracing::warn!(error = %error, "the database is unreachable");
+                ApiError::unavailable("the database is unreachable")
+            }
             EngineError::Store(error) => {
                 tracing::error!(error = %error, "store error");
                 ApiError::internal()

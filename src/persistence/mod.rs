@@ -30,6 +30,24 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (down, restarting, the network
+    /// to it cut, no connection free in time): a request may succeed later, so
+    /// it is refused with 503, not failed with 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     /// The shard's epoch moved: another owner has taken it. Nothing was written.

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -322,6 +324,12 @@ pub struct Server {
 impl Server {
     /// Starts the binary against `db` with extra flags.
     pub fn start(db: &TestDb, extra: &[&str]) -> Server {
+        Server::start_on(db, &db.url, extra)
+    }
+
+    /// Starts the binary against `db` reached at `database_url` (through a
+    /// proxy, say) with extra flags.
+    pub fn start_on(db: &TestDb, database_url: &str, extra: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -333,7 +341,7 @@ impl Server {
                 "--listen",
                 "127.0.0.1:0",
                 "--database-url",
-                &db.url,
+                database_url,
             ])
             .args(["--jwt-secret", JWT_SECRET, "--shards", &SHARDS.to_string()])
             .args(extra)

@@ -1,0 +1,247 @@
+//! The database goes down under load and comes back (MariaDB, through a proxy
+//! the test cuts): while it is down, requests are refused with 503 `unavailable`
+//! and `Retry-After`, never a 500; nothing acknowledged is lost; once it is back
+//! the server takes orders again without a restart; and a client that retries
+//! each refused request with its `Idempotency-Key` ends with exactly one order
+//! per key, whether or not the refused attempt reached the database.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+use common::{Backend, Server, TestDb, token};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Order requests at most in the whole load (bounded, as every load here).
+const LOAD_REQUESTS_MAX: usize = 20_000;
+const LOAD_CONNECTIONS: usize = 16;
+/// Acknowledgements before the cut, and after the restore before the load stops.
+const ACKS_EACH_SIDE: usize = 200;
+const OUTAGE: Duration = Duration::from_secs(3);
+/// How long the server may take to take orders again after the restore.
+const RECOVERY_MAX: Duration = Duration::from_secs(60);
+
+/// One order request's key and what it got: status, `code`, `Retry-After`,
+/// order id.
+#[derive(Debug)]
+struct Reply {
+    key: String,
+    status: StatusCode,
+    code: Option<String>,
+    retry_after: bool,
+    order: Option<String>,
+}
+
+async fn order(client: &reqwest::Client, url: &str, user: &str, product: u64, key: &str) -> Reply {
+    let response = client
+        .post(format!("{url}/v1/orders"))
+        .bearer_auth(token(user, false))
+        .header("Idempotency-Key", key)
+        .json(&json!({"product_id": product, "quantity": 1}))
+        .send()
+        .await
+        .expect("the server answers while its database is down");
+    let status = response.status();
+    let retry_after = response.headers().contains_key("retry-after");
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    Reply {
+        key: key.to_string(),
+        status,
+        code: body["code"].as_str().map(str::to_string),
+        retry_after,
+        order: body["id"].as_str().map(str::to_string),
+    }
+}
+
+/// The user a key's requests are made as: one per load connection.
+fn user_of(key: &str) -> String {
+    format!("buyer-{}", key.split('-').nth(1).expect("key-<worker>-<n>"))
+}
+
+async fn get_status(client: &reqwest::Client, url: &str, path: &str) -> (StatusCode, Value) {
+    let response = client
+        .get(format!("{url}{path}"))
+        .bearer_auth(token("buyer-0", false))
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_under_load() {
+    let Some(db) = TestDb::new(Backend::MySql).await else {
+        return;
+    };
+    let mut through_proxy = reqwest::Url::parse(&db.url).expect("database url");
+    let upstream = tokio::net::lookup_host((
+        through_proxy.host_str().expect("database host").to_string(),
+        through_proxy.port().unwrap_or(3306),
+    ))
+    .await
+    .expect("database address")
+    .next()
+    .expect("an address");
+    let proxy = Proxy::start(upstream).await;
+    through_proxy.set_ip_host(proxy.address.ip()).unwrap();
+    through_proxy.set_port(Some(proxy.address.port())).unwrap();
+    let server = Server::start_on(&db, through_proxy.as_str(), &[]);
+    let product = server.create_product(1_000_000, None).await;
+
+    let replies = Arc::new(Mutex::new(Vec::<Reply>::new()));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..LOAD_CONNECTIONS)
+        .map(|worker| {
+            let (client, url) = (server.client.clone(), server.url.clone());
+            let (replies, acks, next, stop) =
+                (replies.clone(), acks.clone(), next.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed)
+                    && next.fetch_add(1, Ordering::Relaxed) < LOAD_REQUESTS_MAX
+                {
+                    let key = format!("key-{worker}-{}", ulid::Ulid::new());
+                    let reply = order(&client, &url, &user_of(&key), product, &key).await;
+                    if reply.status == StatusCode::CREATED {
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    replies.lock().unwrap().push(reply);
+                }
+            })
+        })
+        .collect();
+    let wait_for_acks = |count: usize, within: Duration| {
+        let acks = acks.clone();
+        async move {
+            let deadline = Instant::now() + within;
+            while acks.load(Ordering::Relaxed) < count {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} acknowledgements, not {count}, within {within:?}",
+                    acks.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    wait_for_acks(ACKS_EACH_SIDE, RECOVERY_MAX).await;
+    let acked_before_cut = replies.lock().unwrap().iter().find_map(|r| r.order.clone());
+
+    proxy.cut();
+    tokio::time::sleep(OUTAGE / 2).await;
+    let acks_in_outage = acks.load(Ordering::Relaxed);
+    // Readiness says so, and reads that need the database are refused, not failed.
+    let (status, body) = get_status(&server.client, &server.url, "/readyz").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+        "{body}"
+    );
+    let path = format!("/v1/orders/{}", acked_before_cut.expect("an order"));
+    let (status, body) = get_status(&server.client, &server.url, &path).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+        "{body}"
+    );
+    tokio::time::sleep(OUTAGE / 2).await;
+    assert_eq!(
+        acks.load(Ordering::Relaxed),
+        acks_in_outage,
+        "orders were acknowledged with the database down"
+    );
+
+    proxy.restore();
+    wait_for_acks(acks_in_outage + ACKS_EACH_SIDE, RECOVERY_MAX).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let (status, body) = get_status(&server.client, &server.url, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let replies = std::mem::take(&mut *replies.lock().unwrap());
+    let tally: BTreeMap<String, usize> =
+        replies.iter().fold(BTreeMap::new(), |mut tally, reply| {
+            let code = reply.code.as_deref().unwrap_or("");
+            *tally
+                .entry(format!("{} {code}", reply.status.as_u16()))
+                .or_default() += 1;
+            tally
+        });
+    // Orders or refusals to come back later, nothing else.
+    for reply in &replies {
+        let refused = reply.status == StatusCode::SERVICE_UNAVAILABLE
+            && reply.code.as_deref() == Some("unavailable")
+            && reply.retry_after;
+        assert!(
+            reply.status == StatusCode::CREATED || refused,
+            "{reply:?}; all replies: {tally:?}"
+        );
+    }
+    let refused: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status != StatusCode::CREATED)
+        .collect();
+    assert!(!refused.is_empty(), "the outage was not felt: {tally:?}");
+
+    // Nothing acknowledged is lost.
+    let probe = db.probe().await;
+    let stored: HashSet<String> = probe
+        .orders(product)
+        .await
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    let acked: HashMap<&str, &str> = replies
+        .iter()
+        .filter_map(|r| Some((r.key.as_str(), r.order.as_deref()?)))
+        .collect();
+    let lost: Vec<&&str> = acked.values().filter(|id| !stored.contains(**id)).collect();
+    assert!(lost.is_empty(), "acknowledged orders lost: {lost:?}");
+
+    // Each refused request, retried with its key, gets an order: the one its
+    // first attempt stored if that attempt reached the database, else a new one.
+    // Either way every key ends with exactly one order.
+    let mut orders_by_key: HashMap<&str, String> = acked
+        .iter()
+        .map(|(key, id)| (*key, id.to_string()))
+        .collect();
+    for first in &refused {
+        let retry = order(
+            &server.client,
+            &server.url,
+            &user_of(&first.key),
+            product,
+            &first.key,
+        )
+        .await;
+        assert_eq!(retry.status, StatusCode::CREATED, "{retry:?}");
+        orders_by_key.insert(&first.key, retry.order.expect("an order id"));
+    }
+    let stored = probe.orders(product).await;
+    let distinct: HashSet<&String> = orders_by_key.values().collect();
+    assert_eq!(distinct.len(), orders_by_key.len(), "two keys, one order");
+    assert_eq!(
+        stored.len(),
+        orders_by_key.len(),
+        "one stored order per key ({tally:?})"
+    );
+    for (_, id) in orders_by_key {
+        assert!(stored.iter().any(|o| o.0 == id), "order {id} not stored");
+    }
+    // The counts add up, and the server's live view is the stored one.
+    let counts = probe.assert_consistent(product).await;
+    assert_eq!(counts.reserved as usize, stored.len());
+    assert_eq!(
+        server.product(product).await["stock_reserved"],
+        json!(stored.len())
+    );
+}
