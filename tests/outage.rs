@@ -1,5 +1,5 @@
 //! The database goes down under load and comes back (MariaDB, through a proxy
-//! the test cuts): while it is down, requests are refused with 503 `unavailable`
+//! the test cuts), then has every connection of the server killed: while it is down, requests are refused with 503 `unavailable`
 //! and `Retry-After`, never a 500; nothing acknowledged is lost; once it is back
 //! the server takes orders again without a restart; and a client that retries
 //! each refused request with its `Idempotency-Key` ends with exactly one order
@@ -160,6 +160,29 @@ async fn database_outage_under_load() {
 
     proxy.restore();
     wait_for_acks(acks_in_outage + ACKS_EACH_SIDE, RECOVERY_MAX).await;
+
+    // Then every connection the server has to the database is killed at once,
+    // as a restarting database or an operator would: refused or taken, again.
+    let probe = db.probe().await;
+    let common::Probe::MySql(pool) = &probe else {
+        unreachable!("a MariaDB test")
+    };
+    let database = through_proxy.path().trim_start_matches('/').to_string();
+    let sessions: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+    )
+    .bind(&database)
+    .fetch_all(pool)
+    .await
+    .expect("the server's sessions");
+    assert!(!sessions.is_empty(), "the server holds no connection");
+    for session in &sessions {
+        // A session may end by itself meanwhile.
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("KILL CONNECTION {session}")))
+            .execute(pool)
+            .await;
+    }
+    wait_for_acks(acks.load(Ordering::Relaxed) + ACKS_EACH_SIDE, RECOVERY_MAX).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.unwrap();
@@ -193,7 +216,6 @@ async fn database_outage_under_load() {
     assert!(!refused.is_empty(), "the outage was not felt: {tally:?}");
 
     // Nothing acknowledged is lost.
-    let probe = db.probe().await;
     let stored: HashSet<String> = probe
         .orders(product)
         .await
@@ -244,4 +266,91 @@ async fn database_outage_under_load() {
         server.product(product).await["stock_reserved"],
         json!(stored.len())
     );
+}
+
+/// A query whose session is killed (as when the database restarts, or an
+/// operator kills the session), a connection nobody accepts and one the server
+/// refuses for its connection limit all mean the database is unavailable; a bad
+/// query does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_sessions_and_refused_connections_are_unavailable() {
+    use flashstock::persistence::StoreError;
+
+    let Some(db) = TestDb::new(Backend::MySql).await else {
+        return;
+    };
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&db.url)
+        .await
+        .expect("connect");
+    let mut sleeper = pool.acquire().await.expect("a connection");
+    let session: u32 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+        .fetch_one(&mut *sleeper)
+        .await
+        .expect("its id");
+    let sleeping = tokio::spawn(async move {
+        sqlx::query("SELECT SLEEP(30)")
+            .execute(&mut *sleeper)
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("KILL CONNECTION {session}")))
+        .execute(&pool)
+        .await
+        .expect("kill");
+    let killed = sleeping.await.unwrap().expect_err("the query was killed");
+    let killed = StoreError::Database(killed);
+    assert!(killed.is_unavailable(), "{killed:?}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!(
+        "mysql://flashstock:flashstock@{}/x",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let refused = <sqlx::MySqlConnection as sqlx::Connection>::connect(&nobody)
+        .await
+        .expect_err("nothing listens there");
+    let refused = StoreError::Database(refused);
+    assert!(refused.is_unavailable(), "{refused:?}");
+
+    // A user at its connection limit is refused by the server itself, with an
+    // error number rather than a closed socket.
+    let user = format!(
+        "fs_limited_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'limited' WITH MAX_USER_CONNECTIONS 1"
+    )))
+    .execute(&pool)
+    .await
+    .expect("a limited user");
+    // No database: the user may only connect.
+    let mut limited_url = reqwest::Url::parse(&db.url).unwrap();
+    limited_url.set_username(&user).unwrap();
+    limited_url.set_password(Some("limited")).unwrap();
+    limited_url.set_path("");
+    let first = <sqlx::MySqlConnection as sqlx::Connection>::connect(limited_url.as_str())
+        .await
+        .expect("the first connection");
+    let second = <sqlx::MySqlConnection as sqlx::Connection>::connect(limited_url.as_str())
+        .await
+        .expect_err("one connection at most");
+    drop(first);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP USER '{user}'@'%'")))
+        .execute(&pool)
+        .await
+        .expect("drop the user");
+    let second = StoreError::Database(second);
+    assert!(second.is_unavailable(), "{second:?}");
+
+    let bad = sqlx::query("SELECT no_such_column FROM dual")
+        .execute(&pool)
+        .await
+        .expect_err("a bad query");
+    let bad = StoreError::Database(bad);
+    assert!(!bad.is_unavailable(), "{bad:?}");
 }

@@ -94,8 +94,10 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::Refused(refusal) => refusal.into(),
             EngineError::Unavailable(why) => ApiError::unavailable(why),
+            // Not a warning per request: in an outage that would be thousands a
+            // second, and the writers' retries and the timer sweep already say so.
             EngineError::Store(error) if error.is_unavailable() => {
-                tracing::warn!(error = %error, "the database is unreachable");
+                tracing::debug!(error = %error, "the database is unreachable");
                 ApiError::unavailable("the database is unreachable")
             }
             EngineError::Store(error) => {

@@ -30,21 +30,29 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+/// MariaDB/MySQL error numbers that mean "not now" rather than "wrong": too many
+/// connections (1040, and per user 1203, 1226), shutting down (1053), the
+/// session killed (1927).
+const MYSQL_UNAVAILABLE: [u16; 5] = [1040, 1053, 1203, 1226, 1927];
+
 impl StoreError {
     /// Whether the database could not be reached (down, restarting, the network
-    /// to it cut, no connection free in time): a request may succeed later, so
-    /// it is refused with 503, not failed with 500.
+    /// to it cut, out of connections, no connection free in time): a request may
+    /// succeed later, so it is refused with 503, not failed with 500.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            )
-        )
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => error
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|error| MYSQL_UNAVAILABLE.contains(&error.number())),
+            _ => false,
+        }
     }
 }
 
