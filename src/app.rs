@@ -18,9 +18,6 @@ use crate::http::{AppState, Auth, Shared};
 use crate::persistence::writer::{Committer, ShardWriter, WriterLimits};
 use crate::persistence::{self, Backend, SharedStore};
 
-/// How long a durable reply waits for its batch before answering 503.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How often actors run their periodic checks (expiry, idleness).
 const ACTOR_TICK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -46,9 +43,13 @@ const TIMER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Opens the database and runs pending migrations; returns the store and the
 /// shard count stored in it.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, u32)> {
-    let store = persistence::connect(&settings.database_url, settings.db_connections_max)
-        .await
-        .with_context(|| format!("opening {}", redact(&settings.database_url)))?;
+    let store = persistence::connect(
+        &settings.database_url,
+        settings.db_connections_max,
+        settings.commit_timeout,
+    )
+    .await
+    .with_context(|| format!("opening {}", redact(&settings.database_url)))?;
     store.migrate().await.context("running migrations")?;
     let shards = store
         .shard_count(settings.shards)
@@ -127,7 +128,7 @@ impl Node {
             passivate_after: settings.passivate_after,
             tick_interval: ACTOR_TICK_INTERVAL,
             mailbox_capacity: settings.mailbox_capacity,
-            commit_timeout: COMMIT_TIMEOUT,
+            commit_timeout: settings.commit_timeout,
         });
         let registry = Registry::new(
             store.clone(),

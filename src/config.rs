@@ -140,6 +140,12 @@ pub struct Settings {
     #[arg(long, env = "FLASHSTOCK_ARBITERS", default_value_t = 0, global = true)]
     pub arbiters: usize,
 
+    /// How long a write-behind commit may take: past it, its outcome is taken as
+    /// unknown (its connection is closed, its shard takes a new epoch and
+    /// reloads) and the durable replies waiting for it get 503.
+    #[arg(long, env = "FLASHSTOCK_COMMIT_TIMEOUT", default_value = "30s", value_parser = parse_timeout, global = true)]
+    pub commit_timeout: Duration,
+
     /// Database connections at most.
     #[arg(long, env = "FLASHSTOCK_DB_CONNECTIONS_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
     pub db_connections_max: u32,
@@ -199,6 +205,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 500ms, 30s, 10m, 24h)"))
 }
 
+/// A duration to wait for something: 100ms to 1h.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if (Duration::from_millis(100)..=Duration::from_secs(3_600)).contains(&timeout) {
+        Ok(timeout)
+    } else {
+        Err("must be between 100ms and 1h".into())
+    }
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     let rate: f64 = text
         .parse()
@@ -228,5 +244,18 @@ mod tests {
         assert_eq!(cli.settings.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cli.settings.ack, AckMode::Durable);
         assert!(Cli::try_parse_from(["flashstock", "--payment-success-rate", "2"]).is_err());
+        assert_eq!(cli.settings.commit_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_commit_timeout_is_bounded() {
+        let commit_timeout = |value| {
+            Cli::try_parse_from(["flashstock", "--commit-timeout", value])
+                .map(|cli| cli.settings.commit_timeout)
+        };
+        assert_eq!(commit_timeout("2s").unwrap(), Duration::from_secs(2));
+        for bad in ["0s", "50ms", "2h", "soon"] {
+            assert!(commit_timeout(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -265,7 +265,9 @@ async fn one_transaction_for_many_shards(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let store = flashstock::persistence::connect(&db.url, 4).await.unwrap();
+    let store = flashstock::persistence::connect(&db.url, 4, Duration::from_secs(30))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     assert_eq!(store.shard_count(SHARDS).await.unwrap(), SHARDS);
     let all: Vec<u32> = (0..SHARDS).collect();

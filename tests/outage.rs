@@ -74,11 +74,8 @@ async fn get_status(client: &reqwest::Client, url: &str, path: &str) -> (StatusC
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_outage_under_load() {
-    let Some(db) = TestDb::new(Backend::MySql).await else {
-        return;
-    };
+/// A server whose database connections go through a proxy the test controls.
+async fn server_behind_proxy(db: &TestDb, extra: &[&str]) -> (Server, Proxy, reqwest::Url) {
     let mut through_proxy = reqwest::Url::parse(&db.url).expect("database url");
     let upstream = tokio::net::lookup_host((
         through_proxy.host_str().expect("database host").to_string(),
@@ -91,52 +88,100 @@ async fn database_outage_under_load() {
     let proxy = Proxy::start(upstream).await;
     through_proxy.set_ip_host(proxy.address.ip()).unwrap();
     through_proxy.set_port(Some(proxy.address.port())).unwrap();
-    let server = Server::start_on(&db, through_proxy.as_str(), &[]);
-    let product = server.create_product(1_000_000, None).await;
+    let server = Server::start_on(db, through_proxy.as_str(), extra);
+    (server, proxy, through_proxy)
+}
 
-    let replies = Arc::new(Mutex::new(Vec::<Reply>::new()));
-    let acks = Arc::new(AtomicUsize::new(0));
-    let next = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..LOAD_CONNECTIONS)
-        .map(|worker| {
-            let (client, url) = (server.client.clone(), server.url.clone());
-            let (replies, acks, next, stop) =
-                (replies.clone(), acks.clone(), next.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed)
-                    && next.fetch_add(1, Ordering::Relaxed) < LOAD_REQUESTS_MAX
-                {
-                    let key = format!("key-{worker}-{}", ulid::Ulid::new());
-                    let reply = order(&client, &url, &user_of(&key), product, &key).await;
-                    if reply.status == StatusCode::CREATED {
-                        acks.fetch_add(1, Ordering::Relaxed);
+/// `LOAD_CONNECTIONS` buyers ordering one unit each, a new key every time,
+/// until stopped.
+struct Load {
+    replies: Arc<Mutex<Vec<Reply>>>,
+    acks: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(server: &Server, product: u64) -> Load {
+        let replies = Arc::new(Mutex::new(Vec::<Reply>::new()));
+        let acks = Arc::new(AtomicUsize::new(0));
+        let next = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..LOAD_CONNECTIONS)
+            .map(|worker| {
+                let (client, url) = (server.client.clone(), server.url.clone());
+                let (replies, acks, next, stop) =
+                    (replies.clone(), acks.clone(), next.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed)
+                        && next.fetch_add(1, Ordering::Relaxed) < LOAD_REQUESTS_MAX
+                    {
+                        let key = format!("key-{worker}-{}", ulid::Ulid::new());
+                        let reply = order(&client, &url, &user_of(&key), product, &key).await;
+                        if reply.status == StatusCode::CREATED {
+                            acks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        replies.lock().unwrap().push(reply);
                     }
-                    replies.lock().unwrap().push(reply);
-                }
+                })
             })
-        })
-        .collect();
-    let wait_for_acks = |count: usize, within: Duration| {
-        let acks = acks.clone();
-        async move {
-            let deadline = Instant::now() + within;
-            while acks.load(Ordering::Relaxed) < count {
-                assert!(
-                    Instant::now() < deadline,
-                    "{} acknowledgements, not {count}, within {within:?}",
-                    acks.load(Ordering::Relaxed)
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            .collect();
+        Load {
+            replies,
+            acks,
+            stop,
+            workers,
         }
+    }
+
+    fn acks(&self) -> usize {
+        self.acks.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `count` orders in all have been acknowledged.
+    async fn wait_for_acks(&self, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.acks() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{} acknowledgements, not {count}, within {within:?}",
+                self.acks()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn first_order(&self) -> Option<String> {
+        self.replies
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|r| r.order.clone())
+    }
+
+    async fn stop(self) -> Vec<Reply> {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        std::mem::take(&mut *self.replies.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_under_load() {
+    let Some(db) = TestDb::new(Backend::MySql).await else {
+        return;
     };
-    wait_for_acks(ACKS_EACH_SIDE, RECOVERY_MAX).await;
-    let acked_before_cut = replies.lock().unwrap().iter().find_map(|r| r.order.clone());
+    let (server, proxy, through_proxy) = server_behind_proxy(&db, &[]).await;
+    let product = server.create_product(1_000_000, None).await;
+    let load = Load::start(&server, product);
+    load.wait_for_acks(ACKS_EACH_SIDE, RECOVERY_MAX).await;
+    let acked_before_cut = load.first_order();
 
     proxy.cut();
     tokio::time::sleep(OUTAGE / 2).await;
-    let acks_in_outage = acks.load(Ordering::Relaxed);
+    let acks_in_outage = load.acks();
     // Readiness says so, and reads that need the database are refused, not failed.
     let (status, body) = get_status(&server.client, &server.url, "/readyz").await;
     assert_eq!(
@@ -153,13 +198,14 @@ async fn database_outage_under_load() {
     );
     tokio::time::sleep(OUTAGE / 2).await;
     assert_eq!(
-        acks.load(Ordering::Relaxed),
+        load.acks(),
         acks_in_outage,
         "orders were acknowledged with the database down"
     );
 
     proxy.restore();
-    wait_for_acks(acks_in_outage + ACKS_EACH_SIDE, RECOVERY_MAX).await;
+    load.wait_for_acks(acks_in_outage + ACKS_EACH_SIDE, RECOVERY_MAX)
+        .await;
 
     // Then every connection the server has to the database is killed at once,
     // as a restarting database or an operator would: refused or taken, again.
@@ -182,15 +228,26 @@ async fn database_outage_under_load() {
             .execute(pool)
             .await;
     }
-    wait_for_acks(acks.load(Ordering::Relaxed) + ACKS_EACH_SIDE, RECOVERY_MAX).await;
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    load.wait_for_acks(load.acks() + ACKS_EACH_SIDE, RECOVERY_MAX)
+        .await;
+    let replies = load.stop().await;
     let (status, body) = get_status(&server.client, &server.url, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    nothing_lost_one_order_per_key(&server, &probe, product, &replies).await;
+}
 
-    let replies = std::mem::take(&mut *replies.lock().unwrap());
+/// After a fault: every reply was an order or a refusal to come back later;
+/// every acknowledged order is stored; each refused request retried with its
+/// key gets an order, the one its first attempt stored if that reached the
+/// database, and every key ends with exactly one; the counts add up and the
+/// server's live view is the stored one. Returns how many refused requests
+/// had in fact been stored.
+async fn nothing_lost_one_order_per_key(
+    server: &Server,
+    probe: &common::Probe,
+    product: u64,
+    replies: &[Reply],
+) -> usize {
     let tally: BTreeMap<String, usize> =
         replies.iter().fold(BTreeMap::new(), |mut tally, reply| {
             let code = reply.code.as_deref().unwrap_or("");
@@ -200,7 +257,7 @@ async fn database_outage_under_load() {
             tally
         });
     // Orders or refusals to come back later, nothing else.
-    for reply in &replies {
+    for reply in replies {
         let refused = reply.status == StatusCode::SERVICE_UNAVAILABLE
             && reply.code.as_deref() == Some("unavailable")
             && reply.retry_after;
@@ -236,6 +293,7 @@ async fn database_outage_under_load() {
         .iter()
         .map(|(key, id)| (*key, id.to_string()))
         .collect();
+    let mut stored_though_refused = 0;
     for first in &refused {
         let retry = order(
             &server.client,
@@ -246,7 +304,9 @@ async fn database_outage_under_load() {
         )
         .await;
         assert_eq!(retry.status, StatusCode::CREATED, "{retry:?}");
-        orders_by_key.insert(&first.key, retry.order.expect("an order id"));
+        let id = retry.order.expect("an order id");
+        stored_though_refused += usize::from(stored.contains(&id));
+        orders_by_key.insert(&first.key, id);
     }
     let stored = probe.orders(product).await;
     let distinct: HashSet<&String> = orders_by_key.values().collect();
@@ -265,6 +325,35 @@ async fn database_outage_under_load() {
     assert_eq!(
         server.product(product).await["stock_reserved"],
         json!(stored.len())
+    );
+    stored_though_refused
+}
+
+/// A commit that the database runs but whose answer never comes back (a
+/// failover, a half-dead link: the proxy strands every open connection) is
+/// given up after `--commit-timeout`: its connection is closed, the shard takes
+/// a new epoch and reloads, and orders are taken again over new connections.
+/// The orders of the unanswered commits were refused yet stored; retried with
+/// their keys, they come back as the orders they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_commit_is_given_up() {
+    let Some(db) = TestDb::new(Backend::MySql).await else {
+        return;
+    };
+    let (server, proxy, _) = server_behind_proxy(&db, &["--commit-timeout", "2s"]).await;
+    let product = server.create_product(1_000_000, None).await;
+    let load = Load::start(&server, product);
+    load.wait_for_acks(ACKS_EACH_SIDE, RECOVERY_MAX).await;
+    proxy.strand();
+    load.wait_for_acks(load.acks() + ACKS_EACH_SIDE, RECOVERY_MAX)
+        .await;
+    let replies = load.stop().await;
+    let probe = db.probe().await;
+    let stored_though_refused =
+        nothing_lost_one_order_per_key(&server, &probe, product, &replies).await;
+    assert!(
+        stored_though_refused > 0,
+        "no refused order was stored: the stranded commits did not reach the database"
     );
 }
 

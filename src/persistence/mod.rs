@@ -63,6 +63,9 @@ pub enum CommitError {
     Fenced { shard: u32, epoch: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The database did not answer the commit in time; its outcome is unknown.
+    #[error("the commit did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
     /// The node is shutting down and no longer commits.
     #[error("the committer has stopped")]
     Stopped,

@@ -53,8 +53,13 @@ fn ladder<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the database at `url` (`sqlite://...` or `mysql://...`) with at most
-/// `connections_max` pooled connections.
-pub async fn connect(url: &str, connections_max: u32) -> Result<SharedStore> {
+/// `connections_max` pooled connections; a MariaDB commit that has not answered
+/// after `commit_timeout` is abandoned (SQLite, in process, is not cut off).
+pub async fn connect(
+    url: &str,
+    connections_max: u32,
+    commit_timeout: Duration,
+) -> Result<SharedStore> {
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -74,7 +79,10 @@ pub async fn connect(url: &str, connections_max: u32) -> Result<SharedStore> {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Arc::new(MySqlStore { pool }))
+        Ok(Arc::new(MySqlStore {
+            pool,
+            commit_timeout,
+        }))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
@@ -86,6 +94,7 @@ pub struct SqliteStore {
 
 pub struct MySqlStore {
     pool: MySqlPool,
+    commit_timeout: Duration,
 }
 
 macro_rules! product_columns {
@@ -847,10 +856,20 @@ impl MySqlStore {
         let batch = sort_batch(batches.iter().flat_map(|b| b.mutations));
         let sql = mysql_batch_sql(batches, &batch);
         let mut conn = self.pool.acquire().await?;
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await
-        {
+        let executed = tokio::time::timeout(
+            self.commit_timeout,
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn),
+        )
+        .await;
+        let Ok(executed) = executed else {
+            // Unanswered: the server may have committed or not, and may still.
+            // The connection is mid-protocol, so it is closed, not pooled; the
+            // writer fails the batch and takes a new epoch, which the server
+            // orders after this transaction if it is still running.
+            conn.close_on_drop();
+            return Err(CommitError::TimedOut(self.commit_timeout));
+        };
+        match executed {
             Ok(_) => Ok(()),
             Err(error) => {
                 let rolled_back = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_ok();
