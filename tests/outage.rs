@@ -344,11 +344,25 @@ async fn an_unanswered_commit_is_given_up() {
     let product = server.create_product(1_000_000, None).await;
     let load = Load::start(&server, product);
     load.wait_for_acks(ACKS_EACH_SIDE, RECOVERY_MAX).await;
+    // A commit in flight when the answers stop: every shard's fence row is held
+    // for a moment, so the next commit waits on it inside the database; the
+    // strand comes while it waits, and then it is let through. It commits, and
+    // its answer is lost.
+    let probe = db.probe().await;
+    let common::Probe::MySql(pool) = &probe else {
+        unreachable!("a MariaDB test")
+    };
+    let mut fences = pool.begin().await.expect("a transaction");
+    sqlx::query("SELECT shard FROM shard_epochs FOR UPDATE")
+        .fetch_all(&mut *fences)
+        .await
+        .expect("hold the fences");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.strand();
+    fences.rollback().await.expect("let the commit through");
     load.wait_for_acks(load.acks() + ACKS_EACH_SIDE, RECOVERY_MAX)
         .await;
     let replies = load.stop().await;
-    let probe = db.probe().await;
     let stored_though_refused =
         nothing_lost_one_order_per_key(&server, &probe, product, &replies).await;
     assert!(

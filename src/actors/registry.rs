@@ -28,6 +28,16 @@ use crate::persistence::writer::ShardWriter;
 
 type Slot<A> = Arc<OnceCell<Addr<A>>>;
 
+/// Whether `slot`, whose activation just failed for us, is the map's `entry`
+/// and may be removed from it: still empty, and held by nobody but the map and
+/// us. Another request waiting on the same slot activates next when ours fails;
+/// removing the slot under it would let a third request start a second
+/// activation beside it, and two actors of one item decide on two copies of its
+/// stock. (Read under the map's lock, so no request takes the slot meanwhile.)
+fn abandoned<A: Actor>(entry: &Slot<A>, slot: &Slot<A>) -> bool {
+    Arc::ptr_eq(entry, slot) && entry.get().is_none() && Arc::strong_count(entry) == 2
+}
+
 /// How long an activation waits for a recovering shard before answering 503.
 const SHARD_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -88,8 +98,7 @@ impl Registry {
             .await
             .cloned();
         if activated.is_err() {
-            self.products
-                .remove_if(&id, |_, s| Arc::ptr_eq(s, &slot) && s.get().is_none());
+            self.products.remove_if(&id, |_, s| abandoned(s, &slot));
         }
         activated
     }
@@ -110,8 +119,7 @@ impl Registry {
             .await
             .cloned();
         if activated.is_err() {
-            self.campaigns
-                .remove_if(&id, |_, s| Arc::ptr_eq(s, &slot) && s.get().is_none());
+            self.campaigns.remove_if(&id, |_, s| abandoned(s, &slot));
         }
         activated
     }
