@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::proxy::Proxy;
 use common::{Backend, Server, TestDb, token};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Order requests at most in the whole load (bounded, as every load here).
@@ -61,17 +61,6 @@ async fn order(client: &reqwest::Client, url: &str, user: &str, product: u64, ke
 /// The user a key's requests are made as: one per load connection.
 fn user_of(key: &str) -> String {
     format!("buyer-{}", key.split('-').nth(1).expect("key-<worker>-<n>"))
-}
-
-async fn get_status(client: &reqwest::Client, url: &str, path: &str) -> (StatusCode, Value) {
-    let response = client
-        .get(format!("{url}{path}"))
-        .bearer_auth(token("buyer-0", false))
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A server whose database connections go through a proxy the test controls.
@@ -183,14 +172,24 @@ async fn database_outage_under_load() {
     tokio::time::sleep(OUTAGE / 2).await;
     let acks_in_outage = load.acks();
     // Readiness says so, and reads that need the database are refused, not failed.
-    let (status, body) = get_status(&server.client, &server.url, "/readyz").await;
+    let (status, body) = server
+        .request(Method::GET, "/readyz", None, None, None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
         "{body}"
     );
     let path = format!("/v1/orders/{}", acked_before_cut.expect("an order"));
-    let (status, body) = get_status(&server.client, &server.url, &path).await;
+    let (status, body) = server
+        .request(
+            Method::GET,
+            &path,
+            Some(&token("buyer-0", false)),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
@@ -231,7 +230,9 @@ async fn database_outage_under_load() {
     load.wait_for_acks(load.acks() + ACKS_EACH_SIDE, RECOVERY_MAX)
         .await;
     let replies = load.stop().await;
-    let (status, body) = get_status(&server.client, &server.url, "/readyz").await;
+    let (status, body) = server
+        .request(Method::GET, "/readyz", None, None, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     nothing_lost_one_order_per_key(&server, &probe, product, &replies).await;
 }
@@ -248,14 +249,11 @@ async fn nothing_lost_one_order_per_key(
     product: u64,
     replies: &[Reply],
 ) -> usize {
-    let tally: BTreeMap<String, usize> =
-        replies.iter().fold(BTreeMap::new(), |mut tally, reply| {
-            let code = reply.code.as_deref().unwrap_or("");
-            *tally
-                .entry(format!("{} {code}", reply.status.as_u16()))
-                .or_default() += 1;
-            tally
-        });
+    let by_code: Vec<(StatusCode, Value)> = replies
+        .iter()
+        .map(|reply| (reply.status, json!({ "code": reply.code })))
+        .collect();
+    let tally = common::tally(&by_code);
     // Orders or refusals to come back later, nothing else.
     for reply in replies {
         let refused = reply.status == StatusCode::SERVICE_UNAVAILABLE
