@@ -246,3 +246,258 @@ impl Registry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::actors::{AckMode, ActorSystem};
+    use crate::cluster::LocalOwnership;
+    use crate::domain::{
+        CampaignInfo, CampaignStock, Coupon, CouponId, Order, OrderId, ProductInfo, ProductStock,
+        Timing, UserId,
+    };
+    use crate::persistence::writer::WriterLimits;
+    use crate::persistence::{
+        Backend, CampaignLoad, CommitError, NewCampaign, NewProduct, ProductLoad, ShardBatch,
+        Store, StoreError,
+    };
+
+    /// A store whose first two product loads each wait for a permit the test
+    /// gives; the first then fails as an unreachable database does.
+    struct GatedLoads {
+        inner: SharedStore,
+        loads: AtomicUsize,
+        gates: [Semaphore; 2],
+    }
+
+    impl GatedLoads {
+        fn loads(&self) -> usize {
+            self.loads.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Store for GatedLoads {
+        fn backend(&self) -> Backend {
+            self.inner.backend()
+        }
+        async fn migrate(&self) -> crate::persistence::Result<()> {
+            self.inner.migrate().await
+        }
+        async fn ping(&self) -> crate::persistence::Result<()> {
+            self.inner.ping().await
+        }
+        async fn shard_count(&self, if_new: u32) -> crate::persistence::Result<u32> {
+            self.inner.shard_count(if_new).await
+        }
+        async fn acquire_shards(
+            &self,
+            shards: &[u32],
+            node: &str,
+        ) -> crate::persistence::Result<Vec<u64>> {
+            self.inner.acquire_shards(shards, node).await
+        }
+        async fn insert_product(
+            &self,
+            new: &NewProduct,
+        ) -> crate::persistence::Result<(ProductInfo, ProductStock)> {
+            self.inner.insert_product(new).await
+        }
+        async fn product(
+            &self,
+            id: ProductId,
+        ) -> crate::persistence::Result<Option<(ProductInfo, ProductStock)>> {
+            self.inner.product(id).await
+        }
+        async fn products(
+            &self,
+            after: Option<ProductId>,
+            limit: u32,
+        ) -> crate::persistence::Result<Vec<(ProductInfo, ProductStock)>> {
+            self.inner.products(after, limit).await
+        }
+        async fn load_product(
+            &self,
+            id: ProductId,
+            keys_since: UnixMillis,
+        ) -> crate::persistence::Result<Option<ProductLoad>> {
+            let load = self.loads.fetch_add(1, Ordering::SeqCst);
+            if let Some(gate) = self.gates.get(load) {
+                gate.acquire().await.expect("the gate stays open").forget();
+            }
+            if load == 0 {
+                return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+            }
+            self.inner.load_product(id, keys_since).await
+        }
+        async fn products_due(
+            &self,
+            until: UnixMillis,
+            limit: u32,
+        ) -> crate::persistence::Result<Vec<ProductId>> {
+            self.inner.products_due(until, limit).await
+        }
+        async fn order(&self, id: OrderId) -> crate::persistence::Result<Option<Order>> {
+            self.inner.order(id).await
+        }
+        async fn user_orders(
+            &self,
+            user: &UserId,
+            before: Option<OrderId>,
+            limit: u32,
+        ) -> crate::persistence::Result<Vec<Order>> {
+            self.inner.user_orders(user, before, limit).await
+        }
+        async fn insert_campaign(
+            &self,
+            new: &NewCampaign,
+        ) -> crate::persistence::Result<(CampaignInfo, CampaignStock)> {
+            self.inner.insert_campaign(new).await
+        }
+        async fn campaign(
+            &self,
+            id: CampaignId,
+        ) -> crate::persistence::Result<Option<(CampaignInfo, CampaignStock)>> {
+            self.inner.campaign(id).await
+        }
+        async fn load_campaign(
+            &self,
+            id: CampaignId,
+            keys_since: UnixMillis,
+        ) -> crate::persistence::Result<Option<CampaignLoad>> {
+            self.inner.load_campaign(id, keys_since).await
+        }
+        async fn user_coupons(
+            &self,
+            user: &UserId,
+            before: Option<CouponId>,
+            limit: u32,
+        ) -> crate::persistence::Result<Vec<Coupon>> {
+            self.inner.user_coupons(user, before, limit).await
+        }
+        async fn commit_batches(&self, batches: &[ShardBatch<'_>]) -> Result<(), CommitError> {
+            self.inner.commit_batches(batches).await
+        }
+    }
+
+    /// Waits (at most 10 s) until `done` holds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A request fails to activate a product (the database away) while a second
+    /// waits on the same slot; the second then activates it, and a third arriving
+    /// meanwhile must wait for that activation, not start a second actor of the
+    /// same product beside it.
+    #[tokio::test]
+    async fn a_failed_activation_leaves_the_slot_to_the_request_waiting_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("registry.db").display());
+        let inner = crate::persistence::connect(&url, 4, Duration::from_secs(30))
+            .await
+            .unwrap();
+        inner.migrate().await.unwrap();
+        assert_eq!(inner.shard_count(1).await.unwrap(), 1);
+        let epochs = inner.acquire_shards(&[0], "node-a").await.unwrap();
+        let (product, _) = inner
+            .insert_product(&NewProduct {
+                name: "drop".into(),
+                price: 100,
+                stock: 10,
+                per_user_limit: None,
+                sale_starts_at: None,
+                sale_ends_at: None,
+                created_at: UnixMillis::now(),
+            })
+            .await
+            .unwrap();
+        let id = product.id;
+        let store = Arc::new(GatedLoads {
+            inner,
+            loads: AtomicUsize::new(0),
+            gates: [Semaphore::const_new(0), Semaphore::const_new(0)],
+        });
+        let system = ActorSystem::start(1, None);
+        let limits = WriterLimits {
+            batch_rows_max: 100,
+            queue_rows_max: 1_000,
+        };
+        let registry = Registry::new(
+            store.clone(),
+            Arc::new(LocalOwnership::new("node-a", 1)),
+            vec![ShardWriter::new(0, epochs[0], limits)],
+            system.arbiters().to_vec(),
+            Arc::new(EngineConfig {
+                ack: AckMode::Durable,
+                timing: Timing {
+                    reservation_ttl: Duration::from_secs(600),
+                    shipping_delay: Duration::from_secs(600),
+                    delivery_delay: Duration::from_secs(600),
+                },
+                passivate_after: Duration::from_secs(600),
+                tick_interval: Duration::from_secs(1),
+                mailbox_capacity: 64,
+                commit_timeout: Duration::from_secs(30),
+            }),
+        );
+        let holders = |registry: &Registry| {
+            registry
+                .products
+                .get(&id)
+                .map_or(0, |slot| Arc::strong_count(&slot))
+        };
+        let request = |registry: &Arc<Registry>| {
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.product(id).await })
+        };
+
+        let first = request(&registry);
+        until("the first request loads", || store.loads() == 1).await;
+        let second = request(&registry);
+        // The map, the first request and its activation, the second request.
+        until("the second request waits on the slot", || {
+            holders(&registry) == 4
+        })
+        .await;
+
+        store.gates[0].add_permits(1);
+        let failed = first.await.unwrap();
+        assert!(
+            matches!(failed, Err(EngineError::Store(ref e)) if e.is_unavailable()),
+            "{failed:?}"
+        );
+        until("the second request loads", || store.loads() == 2).await;
+
+        let third = request(&registry);
+        // The third waits on the second's activation (the map, the second and its
+        // activation, the third) or, if the slot was dropped, loads on its own.
+        until("the third request waits or loads", || {
+            holders(&registry) == 4 || store.loads() == 3
+        })
+        .await;
+        store.gates[1].add_permits(1);
+        let second = second.await.unwrap().expect("the second request activates");
+        let third = third
+            .await
+            .unwrap()
+            .expect("the third request finds an actor");
+        assert_eq!(
+            store.loads(),
+            2,
+            "the product was loaded twice after the failure"
+        );
+        assert!(second == third, "two actors of one product");
+        assert!(second.connected());
+        drop(registry);
+        system.stop();
+    }
+}
