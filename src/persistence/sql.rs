@@ -6,16 +6,17 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row};
+use sqlx::{Database, Pool, QueryBuilder, Row};
 
 use super::{
     Backend, CampaignLoad, CommitError, KeyRecord, LoadedKey, Mutation, NewCampaign, NewProduct,
@@ -70,7 +71,10 @@ pub async fn connect(
             .max_connections(connections_max)
             .connect_with(options)
             .await?;
-        Ok(Arc::new(SqliteStore { pool }))
+        Ok(Arc::new(SqliteStore {
+            pool,
+            commit_connections: CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX),
+        }))
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let url = url.replacen("mariadb:", "mysql:", 1);
         let options = MySqlConnectOptions::from_str(&url)?;
@@ -82,6 +86,7 @@ pub async fn connect(
         Ok(Arc::new(MySqlStore {
             pool,
             commit_timeout,
+            commit_connections: CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX),
         }))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -90,11 +95,63 @@ pub async fn connect(
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    commit_connections: CommitConnections<Sqlite>,
 }
 
 pub struct MySqlStore {
     pool: MySqlPool,
     commit_timeout: Duration,
+    commit_connections: CommitConnections<MySql>,
+}
+
+/// How long a commit connection may sit unused and still be kept; past it, it
+/// goes back to the pool, which pings it before its next use.
+const COMMIT_CONNECTION_IDLE_MAX: Duration = Duration::from_secs(2);
+
+/// Connections kept from one commit to the next, each with when it last
+/// committed. The pool pings a connection when it hands it out and again when
+/// it is given back: two round trips to the database per batch, one of them
+/// before the batch is sent. Under load a commit follows a commit, and a kept
+/// connection pays neither; one unused for longer than
+/// `COMMIT_CONNECTION_IDLE_MAX` goes back to the pool, to be checked there
+/// before it is used again. A commit that fails drops its connection, which
+/// the pool checks as it always does.
+struct CommitConnections<DB: Database> {
+    kept: std::sync::Mutex<Vec<(PoolConnection<DB>, Instant)>>,
+    idle_max: Duration,
+}
+
+impl<DB: Database> CommitConnections<DB> {
+    fn new(idle_max: Duration) -> Self {
+        CommitConnections {
+            kept: std::sync::Mutex::new(Vec::new()),
+            idle_max,
+        }
+    }
+
+    /// The most recently kept connection, or else the pool's.
+    async fn take(&self, pool: &Pool<DB>) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let (kept, stale) = {
+            let mut kept = self.kept.lock().expect("not poisoned");
+            // Oldest first: the stale ones are a prefix.
+            let stale_count = kept.partition_point(|(_, used)| used.elapsed() > self.idle_max);
+            let stale: Vec<_> = kept.drain(..stale_count).collect();
+            (kept.pop(), stale)
+        };
+        drop(stale);
+        match kept {
+            Some((conn, _)) => Ok(conn),
+            None => pool.acquire().await,
+        }
+    }
+
+    /// Keeps the connection of a commit that succeeded for the next commit.
+    fn keep(&self, conn: PoolConnection<DB>) {
+        self.kept
+            .lock()
+            .expect("not poisoned")
+            .push((conn, Instant::now()));
+    }
 }
 
 macro_rules! product_columns {
@@ -339,7 +396,8 @@ macro_rules! impl_store {
             #[allow(dead_code)]
             async fn commit_prepared(&self, batches: &[ShardBatch<'_>]) -> Result<(), CommitError> {
                 let batch = sort_batch(batches.iter().flat_map(|b| b.mutations));
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.commit_connections.take(&self.pool).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 // The fences: each takes its shard row's write lock for the whole
                 // transaction, and matches only while that epoch is current.
                 for ShardBatch { shard, epoch, .. } in batches {
@@ -442,6 +500,7 @@ macro_rules! impl_store {
                         .await?;
                 }
                 tx.commit().await?;
+                self.commit_connections.keep(conn);
                 Ok(())
             }
 
@@ -855,7 +914,7 @@ impl MySqlStore {
     ) -> Result<(), CommitError> {
         let batch = sort_batch(batches.iter().flat_map(|b| b.mutations));
         let sql = mysql_batch_sql(batches, &batch);
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.commit_connections.take(&self.pool).await?;
         let executed = tokio::time::timeout(
             self.commit_timeout,
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn),
@@ -870,7 +929,10 @@ impl MySqlStore {
             return Err(CommitError::TimedOut(self.commit_timeout));
         };
         match executed {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.commit_connections.keep(conn);
+                Ok(())
+            }
             Err(error) => {
                 let rolled_back = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_ok();
                 if !rolled_back {
@@ -1182,6 +1244,60 @@ fn mysql_batch_sql(batches: &[ShardBatch<'_>], batch: &Sorted<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use sqlx::Row;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::CommitConnections;
+
+    async fn holds_table(conn: &mut sqlx::SqliteConnection) -> bool {
+        sqlx::query("SELECT count(*) FROM temp.sqlite_master WHERE name = 'mine'")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+            .get::<i64, _>(0)
+            == 1
+    }
+
+    /// A commit's connection is kept for the next commit rather than given
+    /// back to the pool (which would ping it twice), unless it has waited too
+    /// long, in which case the pool has it back.
+    #[tokio::test]
+    async fn commit_connections_are_kept_while_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("kept.db").display());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        let kept = CommitConnections::new(Duration::from_secs(60));
+        let mut conn = kept.take(&pool).await.unwrap();
+        // A temporary table is its connection's own.
+        sqlx::query("CREATE TEMP TABLE mine (x)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        kept.keep(conn);
+        let other = pool.acquire().await.unwrap();
+        assert_eq!(pool.num_idle(), 0, "the kept connection is not the pool's");
+        let mut again = kept.take(&pool).await.unwrap();
+        assert!(holds_table(&mut again).await, "not the kept connection");
+        kept.keep(again);
+        drop(other);
+
+        let stale = CommitConnections::new(Duration::ZERO);
+        stale.keep(kept.take(&pool).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut fresh = stale.take(&pool).await.unwrap();
+        assert!(stale.kept.lock().unwrap().is_empty());
+        assert!(
+            !holds_table(&mut fresh).await,
+            "a stale connection handed out again"
+        );
+    }
+
     #[test]
     fn text_literals_cannot_break_out_of_their_quotes() {
         let literal = |text: &str| {
