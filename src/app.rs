@@ -46,7 +46,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, u32
     let store = persistence::connect(
         &settings.database_url,
         settings.db_connections_max,
-        settings.commit_timeout,
+        persistence::Timeouts {
+            commit: settings.commit_timeout,
+            query: settings.query_timeout,
+        },
     )
     .await
     .with_context(|| format!("opening {}", redact(&settings.database_url)))?;

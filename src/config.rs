@@ -146,6 +146,13 @@ pub struct Settings {
     #[arg(long, env = "FLASHSTOCK_COMMIT_TIMEOUT", default_value = "30s", value_parser = parse_timeout, global = true)]
     pub commit_timeout: Duration,
 
+    /// How long any other database call (a read, an item's activation, a
+    /// product's creation, a shard's fencing, the readiness check) may take,
+    /// the wait for a free connection included: past it, it fails with 503 and
+    /// its connection is closed.
+    #[arg(long, env = "FLASHSTOCK_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_timeout, global = true)]
+    pub query_timeout: Duration,
+
     /// Database connections at most.
     #[arg(long, env = "FLASHSTOCK_DB_CONNECTIONS_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
     pub db_connections_max: u32,
@@ -245,17 +252,25 @@ mod tests {
         assert_eq!(cli.settings.ack, AckMode::Durable);
         assert!(Cli::try_parse_from(["flashstock", "--payment-success-rate", "2"]).is_err());
         assert_eq!(cli.settings.commit_timeout, Duration::from_secs(30));
+        assert_eq!(cli.settings.query_timeout, Duration::from_secs(30));
     }
 
     #[test]
-    fn a_commit_timeout_is_bounded() {
-        let commit_timeout = |value| {
-            Cli::try_parse_from(["flashstock", "--commit-timeout", value])
-                .map(|cli| cli.settings.commit_timeout)
-        };
-        assert_eq!(commit_timeout("2s").unwrap(), Duration::from_secs(2));
-        for bad in ["0s", "50ms", "2h", "soon"] {
-            assert!(commit_timeout(bad).is_err(), "{bad}");
+    fn timeouts_are_bounded() {
+        for (flag, field) in [
+            (
+                "--commit-timeout",
+                (|s: &Settings| s.commit_timeout) as fn(&Settings) -> Duration,
+            ),
+            ("--query-timeout", |s: &Settings| s.query_timeout),
+        ] {
+            let timeout = |value| {
+                Cli::try_parse_from(["flashstock", flag, value]).map(|cli| field(&cli.settings))
+            };
+            assert_eq!(timeout("2s").unwrap(), Duration::from_secs(2), "{flag}");
+            for bad in ["0s", "50ms", "2h", "soon"] {
+                assert!(timeout(bad).is_err(), "{flag} {bad}");
+            }
         }
     }
 }

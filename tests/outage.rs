@@ -369,6 +369,67 @@ async fn an_unanswered_commit_is_given_up() {
     );
 }
 
+/// A read whose answer never comes back (the way back from the database lost
+/// while it runs) is given up after `--query-timeout` with 503 `unavailable`,
+/// and its connection closed rather than pooled; reads then go over new
+/// connections, and the order is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_read_is_given_up() {
+    let Some(db) = TestDb::new(Backend::MySql).await else {
+        return;
+    };
+    let (server, proxy, _) = server_behind_proxy(&db, &["--query-timeout", "2s"]).await;
+    let product = server.create_product(10, None).await;
+    let buyer = token("buyer-1", false);
+    let (status, placed) = server.order(&buyer, product, 1, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let path = format!("/v1/orders/{}", placed["id"].as_str().expect("order id"));
+
+    // The read waits inside the database on a table lock; the proxy strands
+    // its connection meanwhile, and then the lock is let go: the database
+    // answers, and the answer is lost.
+    let probe = db.probe().await;
+    let common::Probe::MySql(pool) = &probe else {
+        unreachable!("a MariaDB test")
+    };
+    let mut locker = pool.acquire().await.expect("a connection");
+    sqlx::query("LOCK TABLES orders WRITE")
+        .execute(&mut *locker)
+        .await
+        .expect("lock the orders");
+    let read = server.request(Method::GET, &path, Some(&buyer), None, None);
+    let strand_then_unlock = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.strand();
+        sqlx::query("UNLOCK TABLES")
+            .execute(&mut *locker)
+            .await
+            .expect("unlock");
+    };
+    let ((status, body), ()) = tokio::join!(read, strand_then_unlock);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+
+    // Idle connections opened before the strand are stranded too: each read
+    // that meets one is refused the same way and closes it.
+    let deadline = Instant::now() + RECOVERY_MAX;
+    loop {
+        let (status, body) = server
+            .request(Method::GET, &path, Some(&buyer), None, None)
+            .await;
+        if status == StatusCode::OK {
+            assert_eq!(body["id"], placed["id"], "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "reads never recovered: {body}");
+    }
+    let (status, body) = server
+        .request(Method::GET, "/readyz", None, None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// A query whose session is killed (as when the database restarts, or an
 /// operator kills the session), a connection nobody accepts and one the server
 /// refuses for its connection limit all mean the database is unavailable; a bad

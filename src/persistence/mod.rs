@@ -28,6 +28,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database url {0:?}: use sqlite://... or mysql://...")]
     UnsupportedUrl(String),
+    /// The database did not answer within the query timeout.
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
+/// How long the database may take to answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// A write-behind commit (MariaDB): past it, its outcome is unknown.
+    pub commit: std::time::Duration,
+    /// Any other query, the wait for a pooled connection included.
+    pub query: std::time::Duration,
 }
 
 /// MariaDB/MySQL error numbers that mean "not now" rather than "wrong": too many
@@ -37,10 +49,12 @@ const MYSQL_UNAVAILABLE: [u16; 5] = [1040, 1053, 1203, 1226, 1927];
 
 impl StoreError {
     /// Whether the database could not be reached (down, restarting, the network
-    /// to it cut, out of connections, no connection free in time): a request may
-    /// succeed later, so it is refused with 503, not failed with 500.
+    /// to it cut, out of connections, no connection free in time, no answer in
+    /// time): a request may succeed later, so it is refused with 503, not failed
+    /// with 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            StoreError::TimedOut(_) => true,
             StoreError::Database(
                 sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)

@@ -10,17 +10,19 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{
+    MySql, MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow,
+};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Database, Pool, QueryBuilder, Row};
 
 use super::{
     Backend, CampaignLoad, CommitError, KeyRecord, LoadedKey, Mutation, NewCampaign, NewProduct,
-    ProductLoad, Result, ShardBatch, SharedStore, Store, StoreError,
+    ProductLoad, Result, ShardBatch, SharedStore, Store, StoreError, Timeouts,
 };
 use crate::domain::{
     CampaignId, CampaignInfo, CampaignStock, Coupon, CouponId, Discount, IdempotencyKey, Order,
@@ -54,13 +56,10 @@ fn ladder<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the database at `url` (`sqlite://...` or `mysql://...`) with at most
-/// `connections_max` pooled connections; a MariaDB commit that has not answered
-/// after `commit_timeout` is abandoned (SQLite, in process, is not cut off).
-pub async fn connect(
-    url: &str,
-    connections_max: u32,
-    commit_timeout: Duration,
-) -> Result<SharedStore> {
+/// `connections_max` pooled connections. A MariaDB commit that has not answered
+/// after `timeouts.commit` is abandoned (SQLite, in process, is not cut off);
+/// any other call that has not after `timeouts.query` fails.
+pub async fn connect(url: &str, connections_max: u32, timeouts: Timeouts) -> Result<SharedStore> {
     if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -73,6 +72,7 @@ pub async fn connect(
             .await?;
         Ok(Arc::new(SqliteStore {
             pool,
+            query_timeout: timeouts.query,
             commit_connections: CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX),
         }))
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
@@ -85,7 +85,8 @@ pub async fn connect(
             .await?;
         Ok(Arc::new(MySqlStore {
             pool,
-            commit_timeout,
+            commit_timeout: timeouts.commit,
+            query_timeout: timeouts.query,
             commit_connections: CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX),
         }))
     } else {
@@ -95,12 +96,14 @@ pub async fn connect(
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    query_timeout: Duration,
     commit_connections: CommitConnections<Sqlite>,
 }
 
 pub struct MySqlStore {
     pool: MySqlPool,
     commit_timeout: Duration,
+    query_timeout: Duration,
     commit_connections: CommitConnections<MySql>,
 }
 
@@ -297,9 +300,72 @@ fn sort_batch<'a>(mutations: impl Iterator<Item = &'a Mutation>) -> Sorted<'a> {
     sorted
 }
 
+/// Runs `$body` with `$conn` a connection of the store's pool, within its
+/// query timeout (the wait for a connection included). A query the database
+/// does not answer in time (the way back from it lost, as in a failover) is
+/// given up with `StoreError::TimedOut`, and its connection closed: left
+/// mid-protocol, it would otherwise go back to the pool through a ping that
+/// waits as long as TCP does.
+macro_rules! within_deadline {
+    ($store:expr, $conn:ident, $body:block) => {{
+        let timeout = $store.query_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, $store.pool.acquire()).await {
+            Err(_) => Err(StoreError::TimedOut(timeout)),
+            Ok(Err(error)) => Err(StoreError::from(error)),
+            Ok(Ok(mut pooled)) => {
+                let answered = tokio::time::timeout_at(deadline, async {
+                    let $conn = &mut *pooled;
+                    $body
+                })
+                .await;
+                match answered {
+                    Ok(result) => result,
+                    Err(_) => {
+                        pooled.close_on_drop();
+                        Err(StoreError::TimedOut(timeout))
+                    }
+                }
+            }
+        }
+    }};
+}
+
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $row:ty, $backend:expr, $migrations:expr, $commit:ident) => {
+    ($store:ident, $db:ty, $conn:ty, $row:ty, $backend:expr, $migrations:expr, $commit:ident) => {
         impl $store {
+            async fn product_on(
+                conn: &mut $conn,
+                id: ProductId,
+            ) -> Result<Option<(ProductInfo, ProductStock)>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    product_columns!(),
+                    " FROM products WHERE id = ?"
+                ))
+                .bind(id.0 as i64)
+                .fetch_optional(conn)
+                .await?;
+                row.as_ref().map(Self::product_from_row).transpose()
+            }
+
+
+            async fn campaign_on(
+                conn: &mut $conn,
+                id: CampaignId,
+            ) -> Result<Option<(CampaignInfo, CampaignStock)>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    campaign_columns!(),
+                    " FROM campaigns WHERE id = ?"
+                ))
+                .bind(id.0 as i64)
+                .fetch_optional(conn)
+                .await?;
+                row.as_ref().map(Self::campaign_from_row).transpose()
+            }
+
+
             fn product_from_row(row: &$row) -> Result<(ProductInfo, ProductStock)> {
                 let info = ProductInfo {
                     id: ProductId(row.try_get::<i64, _>("id")? as u64),
@@ -518,116 +584,116 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
+                within_deadline!(self, conn, {
+                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    Ok(())
+                })
             }
 
             async fn shard_count(&self, if_new: u32) -> Result<u32> {
-                assert!(if_new > 0);
-                // Two nodes may start on a fresh database at once: one insert wins,
-                // the other reads what it wrote.
-                for _ in 0..3 {
-                    let stored = sqlx::query("SELECT value FROM meta WHERE name = 'shards'")
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    if let Some(row) = stored {
-                        let count: i64 = row.try_get("value")?;
-                        return u32::try_from(count)
-                            .ok()
-                            .filter(|c| *c > 0)
-                            .ok_or_else(|| corrupt(format!("shard count {count}")));
+                within_deadline!(self, conn, {
+                    assert!(if_new > 0);
+                    // Two nodes may start on a fresh database at once: one insert wins,
+                    // the other reads what it wrote.
+                    for _ in 0..3 {
+                        let stored = sqlx::query("SELECT value FROM meta WHERE name = 'shards'")
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        if let Some(row) = stored {
+                            let count: i64 = row.try_get("value")?;
+                            return u32::try_from(count)
+                                .ok()
+                                .filter(|c| *c > 0)
+                                .ok_or_else(|| corrupt(format!("shard count {count}")));
+                        }
+                        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                        let created = sqlx::query("INSERT INTO meta (name, value) VALUES ('shards', ?)")
+                            .bind(i64::from(if_new))
+                            .execute(&mut *tx)
+                            .await;
+                        if created.is_err() {
+                            continue;
+                        }
+                        let shards: Vec<u32> = (0..if_new).collect();
+                        for chunk in shards.chunks(INSERT_ROWS_MAX) {
+                            let mut insert = QueryBuilder::<$db>::new(
+                                "INSERT INTO shard_epochs (shard, epoch, batches) ",
+                            );
+                            insert.push_values(chunk, |mut row, shard| {
+                                row.push_bind(i64::from(*shard))
+                                    .push_bind(0i64)
+                                    .push_bind(0i64);
+                            });
+                            insert.build().execute(&mut *tx).await?;
+                        }
+                        tx.commit().await?;
+                        return Ok(if_new);
                     }
-                    let mut tx = self.pool.begin().await?;
-                    let created = sqlx::query("INSERT INTO meta (name, value) VALUES ('shards', ?)")
-                        .bind(i64::from(if_new))
-                        .execute(&mut *tx)
-                        .await;
-                    if created.is_err() {
-                        continue;
-                    }
-                    let shards: Vec<u32> = (0..if_new).collect();
-                    for chunk in shards.chunks(INSERT_ROWS_MAX) {
-                        let mut insert = QueryBuilder::<$db>::new(
-                            "INSERT INTO shard_epochs (shard, epoch, batches) ",
-                        );
-                        insert.push_values(chunk, |mut row, shard| {
-                            row.push_bind(i64::from(*shard))
-                                .push_bind(0i64)
-                                .push_bind(0i64);
-                        });
-                        insert.build().execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                    return Ok(if_new);
-                }
-                Err(corrupt("the shard count could be neither read nor created"))
+                    Err(corrupt("the shard count could be neither read nor created"))
+                })
             }
 
             async fn acquire_shards(&self, shards: &[u32], node: &str) -> Result<Vec<u64>> {
-                let mut tx = self.pool.begin().await?;
-                let mut epochs = Vec::with_capacity(shards.len());
-                for shard in shards {
-                    sqlx::query(
-                        "UPDATE shard_epochs SET epoch = epoch + 1, owner = ? WHERE shard = ?",
-                    )
-                    .bind(node)
-                    .bind(i64::from(*shard))
-                    .execute(&mut *tx)
-                    .await?;
-                    let row = sqlx::query("SELECT epoch FROM shard_epochs WHERE shard = ?")
+                within_deadline!(self, conn, {
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    let mut epochs = Vec::with_capacity(shards.len());
+                    for shard in shards {
+                        sqlx::query(
+                            "UPDATE shard_epochs SET epoch = epoch + 1, owner = ? WHERE shard = ?",
+                        )
+                        .bind(node)
                         .bind(i64::from(*shard))
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| corrupt(format!("shard {shard} has no epoch row")))?;
-                    epochs.push(row.try_get::<i64, _>("epoch")? as u64);
-                }
-                tx.commit().await?;
-                Ok(epochs)
+                        .execute(&mut *tx)
+                        .await?;
+                        let row = sqlx::query("SELECT epoch FROM shard_epochs WHERE shard = ?")
+                            .bind(i64::from(*shard))
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .ok_or_else(|| corrupt(format!("shard {shard} has no epoch row")))?;
+                        epochs.push(row.try_get::<i64, _>("epoch")? as u64);
+                    }
+                    tx.commit().await?;
+                    Ok(epochs)
+                })
             }
 
             async fn insert_product(
                 &self,
                 new: &NewProduct,
             ) -> Result<(ProductInfo, ProductStock)> {
-                let row = sqlx::query(
-                    "INSERT INTO products (name, price, total_stock, stock_available, \
-                     stock_reserved, sold, written_off, per_user_limit, sale_starts_at, \
-                     sale_ends_at, views, created_at) \
-                     VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, 0, ?) RETURNING id",
-                )
-                .bind(new.name.as_str())
-                .bind(new.price as i64)
-                .bind(new.stock as i64)
-                .bind(new.stock as i64)
-                .bind(new.per_user_limit.map(|v| v as i64))
-                .bind(new.sale_starts_at.map(|t| t.0))
-                .bind(new.sale_ends_at.map(|t| t.0))
-                .bind(new.created_at.0)
-                .fetch_one(&self.pool)
-                .await?;
-                let info = ProductInfo {
-                    id: ProductId(row.try_get::<i64, _>("id")? as u64),
-                    name: new.name.clone(),
-                    price: new.price,
-                    per_user_limit: new.per_user_limit,
-                    sale_starts_at: new.sale_starts_at,
-                    sale_ends_at: new.sale_ends_at,
-                    views: 0,
-                    created_at: new.created_at,
-                };
-                Ok((info, ProductStock::new(new.stock)))
+                within_deadline!(self, conn, {
+                    let row = sqlx::query(
+                        "INSERT INTO products (name, price, total_stock, stock_available, \
+                         stock_reserved, sold, written_off, per_user_limit, sale_starts_at, \
+                         sale_ends_at, views, created_at) \
+                         VALUES (?, ?, ?, ?, 0, 0, 0, ?, ?, ?, 0, ?) RETURNING id",
+                    )
+                    .bind(new.name.as_str())
+                    .bind(new.price as i64)
+                    .bind(new.stock as i64)
+                    .bind(new.stock as i64)
+                    .bind(new.per_user_limit.map(|v| v as i64))
+                    .bind(new.sale_starts_at.map(|t| t.0))
+                    .bind(new.sale_ends_at.map(|t| t.0))
+                    .bind(new.created_at.0)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    let info = ProductInfo {
+                        id: ProductId(row.try_get::<i64, _>("id")? as u64),
+                        name: new.name.clone(),
+                        price: new.price,
+                        per_user_limit: new.per_user_limit,
+                        sale_starts_at: new.sale_starts_at,
+                        sale_ends_at: new.sale_ends_at,
+                        views: 0,
+                        created_at: new.created_at,
+                    };
+                    Ok((info, ProductStock::new(new.stock)))
+                })
             }
 
             async fn product(&self, id: ProductId) -> Result<Option<(ProductInfo, ProductStock)>> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    product_columns!(),
-                    " FROM products WHERE id = ?"
-                ))
-                .bind(id.0 as i64)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(Self::product_from_row).transpose()
+                within_deadline!(self, conn, { Self::product_on(conn, id).await })
             }
 
             async fn products(
@@ -635,16 +701,18 @@ macro_rules! impl_store {
                 after: Option<ProductId>,
                 limit: u32,
             ) -> Result<Vec<(ProductInfo, ProductStock)>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    product_columns!(),
-                    " FROM products WHERE id > ? ORDER BY id LIMIT ?"
-                ))
-                .bind(after.map_or(0, |id| id.0 as i64))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(Self::product_from_row).collect()
+                within_deadline!(self, conn, {
+                    let rows = sqlx::query(concat!(
+                        "SELECT ",
+                        product_columns!(),
+                        " FROM products WHERE id > ? ORDER BY id LIMIT ?"
+                    ))
+                    .bind(after.map_or(0, |id| id.0 as i64))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    rows.iter().map(Self::product_from_row).collect()
+                })
             }
 
             async fn load_product(
@@ -652,82 +720,88 @@ macro_rules! impl_store {
                 id: ProductId,
                 keys_since: UnixMillis,
             ) -> Result<Option<ProductLoad>> {
-                let Some((info, stock)) = self.product(id).await? else {
-                    return Ok(None);
-                };
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    order_columns!(),
-                    " FROM orders WHERE product_id = ? AND status IN \
-                     ('PENDING_PAYMENT', 'PAID', 'SHIPPED', 'DELIVERED', 'RETURN_REQUESTED')"
-                ))
-                .bind(id.0 as i64)
-                .fetch_all(&self.pool)
-                .await?;
-                let live_orders = rows
-                    .iter()
-                    .map(Self::order_from_row)
-                    .collect::<Result<Vec<_>>>()?;
-                let rows = sqlx::query(
-                    "SELECT k.user_id, k.idem_key, k.fingerprint, k.refusal, k.created_at, \
-                     o.id AS o_id, o.user_id AS o_user_id, o.product_id AS o_product_id, \
-                     o.quantity AS o_quantity, o.unit_price AS o_unit_price, \
-                     o.status AS o_status, o.created_at AS o_created_at, \
-                     o.updated_at AS o_updated_at, o.expires_at AS o_expires_at \
-                     FROM idempotency_keys k LEFT JOIN orders o ON o.id = k.result_id \
-                     WHERE k.item_kind = 'P' AND k.item_id = ? AND k.created_at >= ?",
-                )
-                .bind(id.0 as i64)
-                .bind(keys_since.0)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut keys = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
-                    let order = match row.try_get::<Option<String>, _>("o_id")? {
-                        None => None,
-                        Some(_) => Some(Self::order_from_columns(row, "o_")?),
+                within_deadline!(self, conn, {
+                    let Some((info, stock)) = Self::product_on(&mut *conn, id).await? else {
+                        return Ok(None);
                     };
-                    let outcome = key_outcome(order, row.try_get("refusal")?)?;
-                    keys.push(LoadedKey {
-                        user,
-                        key,
-                        fingerprint,
-                        outcome,
-                        recorded_at,
-                    });
-                }
-                Ok(Some(ProductLoad {
-                    info,
-                    stock,
-                    live_orders,
-                    keys,
-                }))
+                    let rows = sqlx::query(concat!(
+                        "SELECT ",
+                        order_columns!(),
+                        " FROM orders WHERE product_id = ? AND status IN \
+                         ('PENDING_PAYMENT', 'PAID', 'SHIPPED', 'DELIVERED', 'RETURN_REQUESTED')"
+                    ))
+                    .bind(id.0 as i64)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let live_orders = rows
+                        .iter()
+                        .map(Self::order_from_row)
+                        .collect::<Result<Vec<_>>>()?;
+                    let rows = sqlx::query(
+                        "SELECT k.user_id, k.idem_key, k.fingerprint, k.refusal, k.created_at, \
+                         o.id AS o_id, o.user_id AS o_user_id, o.product_id AS o_product_id, \
+                         o.quantity AS o_quantity, o.unit_price AS o_unit_price, \
+                         o.status AS o_status, o.created_at AS o_created_at, \
+                         o.updated_at AS o_updated_at, o.expires_at AS o_expires_at \
+                         FROM idempotency_keys k LEFT JOIN orders o ON o.id = k.result_id \
+                         WHERE k.item_kind = 'P' AND k.item_id = ? AND k.created_at >= ?",
+                    )
+                    .bind(id.0 as i64)
+                    .bind(keys_since.0)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let mut keys = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
+                        let order = match row.try_get::<Option<String>, _>("o_id")? {
+                            None => None,
+                            Some(_) => Some(Self::order_from_columns(row, "o_")?),
+                        };
+                        let outcome = key_outcome(order, row.try_get("refusal")?)?;
+                        keys.push(LoadedKey {
+                            user,
+                            key,
+                            fingerprint,
+                            outcome,
+                            recorded_at,
+                        });
+                    }
+                    Ok(Some(ProductLoad {
+                        info,
+                        stock,
+                        live_orders,
+                        keys,
+                    }))
+                })
             }
 
             async fn products_due(&self, until: UnixMillis, limit: u32) -> Result<Vec<ProductId>> {
-                let rows = sqlx::query(
-                    "SELECT id FROM products WHERE next_due_at <= ? ORDER BY next_due_at LIMIT ?",
-                )
-                .bind(until.0)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|row| Ok(ProductId(row.try_get::<i64, _>("id")? as u64)))
-                    .collect()
+                within_deadline!(self, conn, {
+                    let rows = sqlx::query(
+                        "SELECT id FROM products WHERE next_due_at <= ? ORDER BY next_due_at LIMIT ?",
+                    )
+                    .bind(until.0)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    rows.iter()
+                        .map(|row| Ok(ProductId(row.try_get::<i64, _>("id")? as u64)))
+                        .collect()
+                })
             }
 
             async fn order(&self, id: OrderId) -> Result<Option<Order>> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    order_columns!(),
-                    " FROM orders WHERE id = ?"
-                ))
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(Self::order_from_row).transpose()
+                within_deadline!(self, conn, {
+                    let row = sqlx::query(concat!(
+                        "SELECT ",
+                        order_columns!(),
+                        " FROM orders WHERE id = ?"
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    row.as_ref().map(Self::order_from_row).transpose()
+                })
             }
 
             async fn user_orders(
@@ -736,67 +810,63 @@ macro_rules! impl_store {
                 before: Option<OrderId>,
                 limit: u32,
             ) -> Result<Vec<Order>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    order_columns!(),
-                    " FROM orders WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
-                ))
-                .bind(user.as_str())
-                .bind(before.map_or_else(|| "~".to_string(), |id| id.to_string()))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(Self::order_from_row).collect()
+                within_deadline!(self, conn, {
+                    let rows = sqlx::query(concat!(
+                        "SELECT ",
+                        order_columns!(),
+                        " FROM orders WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                    ))
+                    .bind(user.as_str())
+                    .bind(before.map_or_else(|| "~".to_string(), |id| id.to_string()))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    rows.iter().map(Self::order_from_row).collect()
+                })
             }
 
             async fn insert_campaign(
                 &self,
                 new: &NewCampaign,
             ) -> Result<(CampaignInfo, CampaignStock)> {
-                let row = sqlx::query(
-                    "INSERT INTO campaigns (name, quantity, issued, per_user_limit, \
-                     discount_kind, discount_value, starts_at, ends_at, created_at) \
-                     VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(new.name.as_str())
-                .bind(new.quantity as i64)
-                .bind(new.per_user_limit as i64)
-                .bind(new.discount.kind())
-                .bind(new.discount.value() as i64)
-                .bind(new.starts_at.map(|t| t.0))
-                .bind(new.ends_at.map(|t| t.0))
-                .bind(new.created_at.0)
-                .fetch_one(&self.pool)
-                .await?;
-                let info = CampaignInfo {
-                    id: CampaignId(row.try_get::<i64, _>("id")? as u64),
-                    name: new.name.clone(),
-                    per_user_limit: new.per_user_limit,
-                    discount: new.discount,
-                    starts_at: new.starts_at,
-                    ends_at: new.ends_at,
-                    created_at: new.created_at,
-                };
-                let stock = CampaignStock {
-                    quantity: new.quantity,
-                    issued: 0,
-                };
-                Ok((info, stock))
+                within_deadline!(self, conn, {
+                    let row = sqlx::query(
+                        "INSERT INTO campaigns (name, quantity, issued, per_user_limit, \
+                         discount_kind, discount_value, starts_at, ends_at, created_at) \
+                         VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(new.name.as_str())
+                    .bind(new.quantity as i64)
+                    .bind(new.per_user_limit as i64)
+                    .bind(new.discount.kind())
+                    .bind(new.discount.value() as i64)
+                    .bind(new.starts_at.map(|t| t.0))
+                    .bind(new.ends_at.map(|t| t.0))
+                    .bind(new.created_at.0)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    let info = CampaignInfo {
+                        id: CampaignId(row.try_get::<i64, _>("id")? as u64),
+                        name: new.name.clone(),
+                        per_user_limit: new.per_user_limit,
+                        discount: new.discount,
+                        starts_at: new.starts_at,
+                        ends_at: new.ends_at,
+                        created_at: new.created_at,
+                    };
+                    let stock = CampaignStock {
+                        quantity: new.quantity,
+                        issued: 0,
+                    };
+                    Ok((info, stock))
+                })
             }
 
             async fn campaign(
                 &self,
                 id: CampaignId,
             ) -> Result<Option<(CampaignInfo, CampaignStock)>> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    campaign_columns!(),
-                    " FROM campaigns WHERE id = ?"
-                ))
-                .bind(id.0 as i64)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(Self::campaign_from_row).transpose()
+                within_deadline!(self, conn, { Self::campaign_on(conn, id).await })
             }
 
             async fn load_campaign(
@@ -804,58 +874,60 @@ macro_rules! impl_store {
                 id: CampaignId,
                 keys_since: UnixMillis,
             ) -> Result<Option<CampaignLoad>> {
-                let Some((info, stock)) = self.campaign(id).await? else {
-                    return Ok(None);
-                };
-                let rows = sqlx::query(
-                    "SELECT user_id, COUNT(*) AS issued FROM coupons \
-                     WHERE campaign_id = ? GROUP BY user_id",
-                )
-                .bind(id.0 as i64)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut user_issued = HashMap::with_capacity(rows.len());
-                for row in &rows {
-                    let issued: i64 = row.try_get("issued")?;
-                    user_issued.insert(user_id(row.try_get("user_id")?)?, issued as u64);
-                }
-                let rows = sqlx::query(
-                    "SELECT k.user_id, k.idem_key, k.fingerprint, k.refusal, k.created_at, \
-                     c.id AS c_id, c.issued_at AS c_issued_at \
-                     FROM idempotency_keys k LEFT JOIN coupons c ON c.id = k.result_id \
-                     WHERE k.item_kind = 'C' AND k.item_id = ? AND k.created_at >= ?",
-                )
-                .bind(id.0 as i64)
-                .bind(keys_since.0)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut keys = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
-                    let coupon = match row.try_get::<Option<String>, _>("c_id")? {
-                        None => None,
-                        Some(coupon_id) => Some(Coupon {
-                            id: coupon_id.parse::<CouponId>().map_err(corrupt)?,
-                            campaign_id: id,
-                            user_id: user.clone(),
-                            issued_at: UnixMillis(row.try_get("c_issued_at")?),
-                        }),
+                within_deadline!(self, conn, {
+                    let Some((info, stock)) = Self::campaign_on(&mut *conn, id).await? else {
+                        return Ok(None);
                     };
-                    let outcome = key_outcome(coupon, row.try_get("refusal")?)?;
-                    keys.push(LoadedKey {
-                        user,
-                        key,
-                        fingerprint,
-                        outcome,
-                        recorded_at,
-                    });
-                }
-                Ok(Some(CampaignLoad {
-                    info,
-                    stock,
-                    user_issued,
-                    keys,
-                }))
+                    let rows = sqlx::query(
+                        "SELECT user_id, COUNT(*) AS issued FROM coupons \
+                         WHERE campaign_id = ? GROUP BY user_id",
+                    )
+                    .bind(id.0 as i64)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let mut user_issued = HashMap::with_capacity(rows.len());
+                    for row in &rows {
+                        let issued: i64 = row.try_get("issued")?;
+                        user_issued.insert(user_id(row.try_get("user_id")?)?, issued as u64);
+                    }
+                    let rows = sqlx::query(
+                        "SELECT k.user_id, k.idem_key, k.fingerprint, k.refusal, k.created_at, \
+                         c.id AS c_id, c.issued_at AS c_issued_at \
+                         FROM idempotency_keys k LEFT JOIN coupons c ON c.id = k.result_id \
+                         WHERE k.item_kind = 'C' AND k.item_id = ? AND k.created_at >= ?",
+                    )
+                    .bind(id.0 as i64)
+                    .bind(keys_since.0)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let mut keys = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let (user, key, fingerprint, recorded_at) = Self::key_parts(row)?;
+                        let coupon = match row.try_get::<Option<String>, _>("c_id")? {
+                            None => None,
+                            Some(coupon_id) => Some(Coupon {
+                                id: coupon_id.parse::<CouponId>().map_err(corrupt)?,
+                                campaign_id: id,
+                                user_id: user.clone(),
+                                issued_at: UnixMillis(row.try_get("c_issued_at")?),
+                            }),
+                        };
+                        let outcome = key_outcome(coupon, row.try_get("refusal")?)?;
+                        keys.push(LoadedKey {
+                            user,
+                            key,
+                            fingerprint,
+                            outcome,
+                            recorded_at,
+                        });
+                    }
+                    Ok(Some(CampaignLoad {
+                        info,
+                        stock,
+                        user_issued,
+                        keys,
+                    }))
+                })
             }
 
             async fn user_coupons(
@@ -864,16 +936,18 @@ macro_rules! impl_store {
                 before: Option<CouponId>,
                 limit: u32,
             ) -> Result<Vec<Coupon>> {
-                let rows = sqlx::query(
-                    "SELECT id, campaign_id, user_id, issued_at FROM coupons \
-                     WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                )
-                .bind(user.as_str())
-                .bind(before.map_or_else(|| "~".to_string(), |id| id.to_string()))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(Self::coupon_from_row).collect()
+                within_deadline!(self, conn, {
+                    let rows = sqlx::query(
+                        "SELECT id, campaign_id, user_id, issued_at FROM coupons \
+                         WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                    )
+                    .bind(user.as_str())
+                    .bind(before.map_or_else(|| "~".to_string(), |id| id.to_string()))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    rows.iter().map(Self::coupon_from_row).collect()
+                })
             }
 
             async fn commit_batches(&self, batches: &[ShardBatch<'_>]) -> Result<(), CommitError> {
@@ -886,6 +960,7 @@ macro_rules! impl_store {
 impl_store!(
     SqliteStore,
     Sqlite,
+    SqliteConnection,
     SqliteRow,
     Backend::Sqlite,
     SQLITE_MIGRATIONS,
@@ -894,6 +969,7 @@ impl_store!(
 impl_store!(
     MySqlStore,
     MySql,
+    MySqlConnection,
     MySqlRow,
     Backend::MySql,
     MYSQL_MIGRATIONS,
@@ -934,16 +1010,22 @@ impl MySqlStore {
                 Ok(())
             }
             Err(error) => {
-                let rolled_back = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_ok();
-                if !rolled_back {
-                    let _ = conn.close().await;
+                let rollback = sqlx::raw_sql("ROLLBACK").execute(&mut *conn);
+                match tokio::time::timeout(self.query_timeout, rollback).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => {
+                        let _ = conn.close().await;
+                    }
+                    Err(_) => conn.close_on_drop(),
                 }
                 for ShardBatch { shard, epoch, .. } in batches {
-                    let current: Option<i64> =
+                    let current: Option<i64> = within_deadline!(self, epochs, {
                         sqlx::query_scalar("SELECT epoch FROM shard_epochs WHERE shard = ?")
                             .bind(i64::from(*shard))
-                            .fetch_optional(&self.pool)
-                            .await?;
+                            .fetch_optional(epochs)
+                            .await
+                            .map_err(StoreError::from)
+                    })?;
                     if current != Some(*epoch as i64) {
                         return Err(CommitError::Fenced {
                             shard: *shard,
