@@ -265,7 +265,7 @@ async fn one_transaction_for_many_shards(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let store = flashstock::persistence::connect(&db.url, 4, Duration::from_secs(30))
+    let store = flashstock::persistence::connect(&db.url, 4, Default::default())
         .await
         .unwrap();
     store.migrate().await.unwrap();

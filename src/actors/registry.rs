@@ -402,16 +402,9 @@ mod tests {
     async fn a_failed_activation_leaves_the_slot_to_the_request_waiting_on_it() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("registry.db").display());
-        let inner = crate::persistence::connect(
-            &url,
-            4,
-            crate::persistence::Timeouts {
-                commit: Duration::from_secs(30),
-                query: Duration::from_secs(30),
-            },
-        )
-        .await
-        .unwrap();
+        let inner = crate::persistence::connect(&url, 4, Default::default())
+            .await
+            .unwrap();
         inner.migrate().await.unwrap();
         assert_eq!(inner.shard_count(1).await.unwrap(), 1);
         let epochs = inner.acquire_shards(&[0], "node-a").await.unwrap();

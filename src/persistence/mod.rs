@@ -42,6 +42,16 @@ pub struct Timeouts {
     pub query: std::time::Duration,
 }
 
+impl Default for Timeouts {
+    /// The settings' defaults (`--commit-timeout`, `--query-timeout`).
+    fn default() -> Self {
+        Timeouts {
+            commit: std::time::Duration::from_secs(30),
+            query: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// MariaDB/MySQL error numbers that mean "not now" rather than "wrong": too many
 /// connections (1040, and per user 1203, 1226), shutting down (1053), the
 /// session killed (1927).
