@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod loadtest;
+pub mod memory;
 pub mod metrics;
 pub mod persistence;
 pub mod telemetry;

@@ -94,6 +94,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Every server here and the loader take memory as flashstock does.
+    flashstock::memory::use_small_pages();
     if let Ok(strategy) = std::env::var("FLASH_SALE_SERVE") {
         return serve_child(&strategy);
     }
