@@ -349,7 +349,6 @@ macro_rules! impl_store {
                 row.as_ref().map(Self::product_from_row).transpose()
             }
 
-
             async fn campaign_on(
                 conn: &mut $conn,
                 id: CampaignId,
@@ -364,7 +363,6 @@ macro_rules! impl_store {
                 .await?;
                 row.as_ref().map(Self::campaign_from_row).transpose()
             }
-
 
             fn product_from_row(row: &$row) -> Result<(ProductInfo, ProductStock)> {
                 let info = ProductInfo {
