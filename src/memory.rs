@@ -13,3 +13,12 @@ pub fn use_small_pages() {
         tracing::debug!(%error, "transparent huge pages stay on");
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn huge_pages_are_turned_off() {
+        super::use_small_pages();
+        assert!(nix::sys::prctl::get_thp_disable().unwrap());
+    }
+}
