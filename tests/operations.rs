@@ -539,6 +539,33 @@ async fn loadtest_checks_a_drop(backend: Backend) {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A pool of one connection: commits do not keep it from reads (nor from the
+/// readiness check) between orders.
+async fn one_connection_serves_orders_and_reads(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &["--db-connections-max", "1", "--query-timeout", "5s"]);
+    let product = server.create_product(10, None).await;
+    for user in 1..=3 {
+        let (status, order) = server.order(&user_token(user), product, 1, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let path = format!("/v1/orders/{}", order["id"].as_str().expect("order id"));
+        let (status, read) = server
+            .request(Method::GET, &path, Some(&user_token(user)), None, None)
+            .await;
+        assert_eq!(
+            (status, &read["id"]),
+            (StatusCode::OK, &order["id"]),
+            "{read}"
+        );
+    }
+    let (status, body) = server
+        .request(Method::GET, "/readyz", None, None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 on_both_backends! {
     loadtest_drop => loadtest_checks_a_drop,
     migrate_cli => migrate_subcommand_prepares_the_database,
@@ -546,4 +573,5 @@ on_both_backends! {
     health_metrics => health_and_metrics,
     backpressure => full_queue_answers_503_and_loses_nothing,
     auth_and_input => authentication_and_bad_input,
+    one_connection => one_connection_serves_orders_and_reads,
 }

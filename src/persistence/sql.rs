@@ -73,7 +73,7 @@ pub async fn connect(url: &str, connections_max: u32, timeouts: Timeouts) -> Res
         Ok(Arc::new(SqliteStore {
             pool,
             query_timeout: timeouts.query,
-            commit_connections: CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX),
+            commit_connections: CommitConnections::for_pool(connections_max),
         }))
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let url = url.replacen("mariadb:", "mysql:", 1);
@@ -87,7 +87,7 @@ pub async fn connect(url: &str, connections_max: u32, timeouts: Timeouts) -> Res
             pool,
             commit_timeout: timeouts.commit,
             query_timeout: timeouts.query,
-            commit_connections: CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX),
+            commit_connections: CommitConnections::for_pool(connections_max),
         }))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -118,18 +118,28 @@ const COMMIT_CONNECTION_IDLE_MAX: Duration = Duration::from_secs(2);
 /// connection pays neither; one unused for longer than
 /// `COMMIT_CONNECTION_IDLE_MAX` goes back to the pool, to be checked there
 /// before it is used again. A commit that fails drops its connection, which
-/// the pool checks as it always does.
+/// the pool checks as it always does. At most `kept_max` are kept (a quarter
+/// of the pool), so that reads always have the rest, even while no commit
+/// comes to give a kept one back.
 struct CommitConnections<DB: Database> {
     kept: std::sync::Mutex<Vec<(PoolConnection<DB>, Instant)>>,
     idle_max: Duration,
+    kept_max: usize,
 }
 
 impl<DB: Database> CommitConnections<DB> {
-    fn new(idle_max: Duration) -> Self {
+    fn new(idle_max: Duration, kept_max: usize) -> Self {
         CommitConnections {
             kept: std::sync::Mutex::new(Vec::new()),
             idle_max,
+            kept_max,
         }
+    }
+
+    /// Kept connections for a pool of `connections_max`: a quarter of it (none
+    /// for a pool of fewer than four).
+    fn for_pool(connections_max: u32) -> Self {
+        Self::new(COMMIT_CONNECTION_IDLE_MAX, connections_max as usize / 4)
     }
 
     /// The most recently kept connection, or else the pool's.
@@ -148,12 +158,16 @@ impl<DB: Database> CommitConnections<DB> {
         }
     }
 
-    /// Keeps the connection of a commit that succeeded for the next commit.
+    /// Keeps the connection of a commit that succeeded for the next commit, or
+    /// gives it back to the pool when as many are kept as may be.
     fn keep(&self, conn: PoolConnection<DB>) {
-        self.kept
-            .lock()
-            .expect("not poisoned")
-            .push((conn, Instant::now()));
+        let mut kept = self.kept.lock().expect("not poisoned");
+        if kept.len() < self.kept_max {
+            kept.push((conn, Instant::now()));
+        } else {
+            drop(kept);
+            drop(conn);
+        }
     }
 }
 
@@ -1352,7 +1366,7 @@ mod tests {
             .connect(&url)
             .await
             .unwrap();
-        let kept = CommitConnections::new(Duration::from_secs(60));
+        let kept = CommitConnections::new(Duration::from_secs(60), 1);
         let mut conn = kept.take(&pool).await.unwrap();
         // A temporary table is its connection's own.
         sqlx::query("CREATE TEMP TABLE mine (x)")
@@ -1367,7 +1381,7 @@ mod tests {
         kept.keep(again);
         drop(other);
 
-        let stale = CommitConnections::new(Duration::ZERO);
+        let stale = CommitConnections::new(Duration::ZERO, 1);
         stale.keep(kept.take(&pool).await.unwrap());
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut fresh = stale.take(&pool).await.unwrap();
@@ -1376,6 +1390,14 @@ mod tests {
             !holds_table(&mut fresh).await,
             "a stale connection handed out again"
         );
+
+        // No more than `kept_max`; none for a pool of fewer than four.
+        let one = CommitConnections::new(Duration::from_secs(60), 1);
+        one.keep(fresh);
+        one.keep(pool.acquire().await.unwrap());
+        assert_eq!(one.kept.lock().unwrap().len(), 1);
+        assert_eq!(CommitConnections::<sqlx::Sqlite>::for_pool(3).kept_max, 0);
+        assert_eq!(CommitConnections::<sqlx::Sqlite>::for_pool(16).kept_max, 4);
     }
 
     #[test]
