@@ -209,9 +209,7 @@ async fn database_outage_under_load() {
     // Then every connection the server has to the database is killed at once,
     // as a restarting database or an operator would: refused or taken, again.
     let probe = db.probe().await;
-    let common::Probe::MySql(pool) = &probe else {
-        unreachable!("a MariaDB test")
-    };
+    let pool = probe.mysql();
     let database = through_proxy.path().trim_start_matches('/').to_string();
     let sessions: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
@@ -347,9 +345,7 @@ async fn an_unanswered_commit_is_given_up() {
     // strand comes while it waits, and then it is let through. It commits, and
     // its answer is lost.
     let probe = db.probe().await;
-    let common::Probe::MySql(pool) = &probe else {
-        unreachable!("a MariaDB test")
-    };
+    let pool = probe.mysql();
     let mut fences = pool.begin().await.expect("a transaction");
     sqlx::query("SELECT shard FROM shard_epochs FOR UPDATE")
         .fetch_all(&mut *fences)
@@ -389,9 +385,7 @@ async fn an_unanswered_read_is_given_up() {
     // its connection meanwhile, and then the lock is let go: the database
     // answers, and the answer is lost.
     let probe = db.probe().await;
-    let common::Probe::MySql(pool) = &probe else {
-        unreachable!("a MariaDB test")
-    };
+    let pool = probe.mysql();
     let mut locker = pool.acquire().await.expect("a connection");
     sqlx::query("LOCK TABLES orders WRITE")
         .execute(&mut *locker)

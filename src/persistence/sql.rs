@@ -1030,22 +1030,25 @@ impl MySqlStore {
                     }
                     Err(_) => conn.close_on_drop(),
                 }
-                for ShardBatch { shard, epoch, .. } in batches {
-                    let current: Option<i64> = within_deadline!(self, epochs, {
-                        sqlx::query_scalar("SELECT epoch FROM shard_epochs WHERE shard = ?")
-                            .bind(i64::from(*shard))
-                            .fetch_optional(epochs)
-                            .await
-                            .map_err(StoreError::from)
-                    })?;
-                    if current != Some(*epoch as i64) {
-                        return Err(CommitError::Fenced {
-                            shard: *shard,
-                            epoch: *epoch,
-                        });
+                // Which shard's epoch moved, if any: every epoch read on one
+                // connection, within one deadline.
+                let fenced = within_deadline!(self, epochs, {
+                    for ShardBatch { shard, epoch, .. } in batches {
+                        let current: Option<i64> =
+                            sqlx::query_scalar("SELECT epoch FROM shard_epochs WHERE shard = ?")
+                                .bind(i64::from(*shard))
+                                .fetch_optional(&mut *epochs)
+                                .await?;
+                        if current != Some(*epoch as i64) {
+                            return Ok(Some((*shard, *epoch)));
+                        }
                     }
+                    Ok(None)
+                })?;
+                match fenced {
+                    Some((shard, epoch)) => Err(CommitError::Fenced { shard, epoch }),
+                    None => Err(CommitError::Store(StoreError::Database(error))),
                 }
-                Err(CommitError::Store(StoreError::Database(error)))
             }
         }
     }

@@ -235,6 +235,14 @@ macro_rules! probe_query {
 }
 
 impl Probe {
+    /// The MariaDB pool of a MariaDB test's probe.
+    pub fn mysql(&self) -> &sqlx::MySqlPool {
+        match self {
+            Probe::MySql(pool) => pool,
+            Probe::Sqlite(_) => panic!("a MariaDB test"),
+        }
+    }
+
     pub async fn product_counts(&self, product: u64) -> StoredCounts {
         probe_query!(self,
         "SELECT total_stock, stock_available, stock_reserved, sold, written_off FROM products WHERE id = ?",
