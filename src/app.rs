@@ -229,7 +229,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for index in 0..node.arbiter_count() {
         let listener = listener.try_clone().context("sharing the listener")?;
-        let app = crate::http::router(state.clone());
+        let app = tower::make::Shared::new(crate::http::Api::new(state.clone()));
         let mut stopped = stopped.clone();
         let ended_tx = ended_tx.clone();
         servers.push(node.spawn_on(index, async move {

@@ -6,17 +6,19 @@
 //! Tables (MariaDB): `products (id, stock, version, price)` and flashstock's
 //! own `orders` table, columns and indexes, taken from its migration.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use dashmap::DashMap;
 use flashstock::domain::{Order, OrderId, OrderStatus, ProductId, Refusal, UnixMillis, UserId};
-use flashstock::http::{ApiError, Auth, order_placed};
+use flashstock::http::{ApiError, Auth, BODY_BYTES_MAX, order_placed};
 use flashstock::persistence::insert_orders;
 use serde::Deserialize;
 use sqlx::MySqlPool;
@@ -203,11 +205,40 @@ pub async fn serve(
         lua_orders,
         prices: DashMap::new(),
     });
-    let app = axum::Router::new()
-        .route("/v1/orders", post(place))
-        .with_state(state);
-    axum::serve(listener, app).await?;
+    axum::serve(listener, tower::make::Shared::new(Direct(state))).await?;
     Ok(())
+}
+
+/// `POST /v1/orders` answered without a router, as flashstock answers it
+/// (`flashstock::http::Api`), so that every server pays the same for HTTP;
+/// any other request is 404.
+#[derive(Clone)]
+struct Direct(Arc<Server>);
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl tower::Service<Request> for Direct {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Answer {
+        let server = self.0.clone();
+        Box::pin(async move {
+            if request.method() != Method::POST || request.uri().path() != "/v1/orders" {
+                return Ok(StatusCode::NOT_FOUND.into_response());
+            }
+            let (parts, body) = request.into_parts();
+            let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
+                return Ok(StatusCode::PAYLOAD_TOO_LARGE.into_response());
+            };
+            Ok(place(State(server), parts.headers, body).await)
+        })
+    }
 }
 
 async fn place(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -164,17 +164,45 @@ impl Default for RequestMetrics {
     }
 }
 
+/// A route and method as metric labels: indices into `ROUTES` and `METHODS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Labels {
+    route: usize,
+    method: usize,
+}
+
+impl Labels {
+    /// The labels of a route template of the router and a method.
+    pub fn of(route: &str, method: &axum::http::Method) -> Labels {
+        Labels {
+            route: ROUTES
+                .iter()
+                .position(|r| *r == route)
+                .expect("a route template of the router"),
+            method: method_index(method),
+        }
+    }
+}
+
+impl RequestMetrics {
+    /// Counts one answered request and records how long it took.
+    pub fn record(&self, labels: Labels, status: StatusCode, started: Instant) {
+        let (requests, seconds) = self.series(labels.route, labels.method, status_index(status));
+        requests.increment(1);
+        seconds.record(started.elapsed().as_secs_f64());
+    }
+}
+
 /// Counts requests and records latency by route template, method and status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = route_index(request.extensions().get::<MatchedPath>());
-    let method = method_index(request.method());
+    let labels = Labels {
+        route: route_index(request.extensions().get::<MatchedPath>()),
+        method: method_index(request.method()),
+    };
     let response = next.run(request).await;
-    let (requests, seconds) =
-        state
-            .request_metrics
-            .series(route, method, status_index(response.status()));
-    requests.increment(1);
-    seconds.record(started.elapsed().as_secs_f64());
+    state
+        .request_metrics
+        .record(labels, response.status(), started);
     response
 }
