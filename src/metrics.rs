@@ -1,8 +1,12 @@
 //! The catalogue of metrics: every name the engine records, declared once with its
 //! help text. Counters end in `_total`, durations are histograms in `_seconds`.
 
+use std::sync::OnceLock;
+
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::Refusal;
 
 pub const HTTP_REQUESTS_TOTAL: &str = "flashstock_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "flashstock_http_request_duration_seconds";
@@ -26,6 +30,47 @@ const SECONDS_BUCKETS: &[f64] = &[
 const ROWS_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
 ];
+
+/// Reservations by `result`: "placed" or the refusal's code.
+pub static RESERVATIONS: OutcomeCounters = OutcomeCounters::new(RESERVATIONS_TOTAL, "placed");
+/// Coupon issues by `result`: "issued" or the refusal's code.
+pub static COUPON_ISSUES: OutcomeCounters = OutcomeCounters::new(COUPON_ISSUES_TOTAL, "issued");
+
+/// A counter per outcome of an actor's decision, labelled `result`, each
+/// registered with the recorder on first use (so after `install`, which a server
+/// does before it serves). Every order placed is counted: through `counter!` that
+/// built a key with its labels, hashed it and looked it up in the recorder's
+/// registry under a lock, each time; here it is an index and an atomic add.
+pub struct OutcomeCounters {
+    name: &'static str,
+    success: &'static str,
+    /// The success first, then one per refusal, in `Refusal`'s order.
+    series: [OnceLock<metrics::Counter>; Refusal::ALL.len() + 1],
+}
+
+impl OutcomeCounters {
+    const fn new(name: &'static str, success: &'static str) -> OutcomeCounters {
+        OutcomeCounters {
+            name,
+            success,
+            series: [const { OnceLock::new() }; Refusal::ALL.len() + 1],
+        }
+    }
+
+    pub fn count<T>(&self, outcome: &Result<T, Refusal>) {
+        let (index, result) = match outcome {
+            Ok(_) => (0, self.success),
+            Err(refusal) => (*refusal as usize + 1, refusal.code()),
+        };
+        match self.series.get(index) {
+            Some(series) => series
+                .get_or_init(|| metrics::counter!(self.name, "result" => result))
+                .increment(1),
+            // A refusal missing from `Refusal::ALL`: counted all the same.
+            None => metrics::counter!(self.name, "result" => result).increment(1),
+        }
+    }
+}
 
 /// Installs the process-wide Prometheus recorder (once) and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -100,6 +145,32 @@ mod tests {
         ACTIVE_ACTORS,
         ACTIVATIONS_TOTAL,
     ];
+
+    /// Outcomes are counted under their own label, each in its own series.
+    #[test]
+    fn outcome_counters_count_each_result() {
+        let handle = install();
+        // No decision of the engine gives these results, so no other test
+        // running in this process counts them.
+        let counters = OutcomeCounters::new(COUPON_ISSUES_TOTAL, "unit-test-success");
+        for _ in 0..2 {
+            counters.count(&Err::<(), _>(Refusal::InvalidSaleWindow));
+        }
+        counters.count(&Ok::<_, Refusal>(()));
+        let text = handle.render();
+        for line in [
+            "flashstock_coupon_issues_total{result=\"invalid_sale_window\"} 2",
+            "flashstock_coupon_issues_total{result=\"unit-test-success\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        for (index, refusal) in Refusal::ALL.into_iter().enumerate() {
+            assert_eq!(
+                refusal as usize, index,
+                "Refusal::ALL is in declaration order"
+            );
+        }
+    }
 
     /// The dashboard and the alert rules use only metrics this catalogue declares.
     #[test]

@@ -94,11 +94,7 @@ impl Handler<IssueCoupon> for CampaignActor {
                 return Ok(Decided { outcome, ticket });
             }
         };
-        let result = match &outcome {
-            Ok(_) => "issued",
-            Err(refusal) => refusal.code(),
-        };
-        metrics::counter!(m::COUPON_ISSUES_TOTAL, "result" => result).increment(1);
+        m::COUPON_ISSUES.count(&outcome);
         let ticket = if mutations.is_empty() {
             Ticket::settled()
         } else {

@@ -185,11 +185,7 @@ impl Handler<PlaceOrder> for ProductActor {
                 return Ok(Decided { outcome, ticket });
             }
         };
-        let result = match &outcome {
-            Ok(_) => "placed",
-            Err(refusal) => refusal.code(),
-        };
-        metrics::counter!(m::RESERVATIONS_TOTAL, "result" => result).increment(1);
+        m::RESERVATIONS.count(&outcome);
         let ticket = if mutations.is_empty() {
             Ticket::settled()
         } else {
