@@ -39,14 +39,19 @@ use crate::config::Settings;
 /// starts at 128 bytes and copies as it grows) and the headers are set
 /// directly: an order's reply is on the path of every order placed.
 fn created<T: serde::Serialize>(location: String, body: T) -> axum::response::Response {
+    created_with(location, |json| serde_json::to_writer(json, &body))
+}
+
+/// [`created`] with a body that `write` writes.
+fn created_with(
+    location: String,
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> axum::response::Response {
     use axum::http::{HeaderValue, StatusCode, header};
     use axum::response::IntoResponse;
 
     let mut json = Vec::with_capacity(CREATED_BODY_BYTES);
-    let (Ok(()), Ok(location)) = (
-        serde_json::to_writer(&mut json, &body),
-        HeaderValue::try_from(location),
-    ) else {
+    let (Ok(()), Ok(location)) = (write(&mut json), HeaderValue::try_from(location)) else {
         return ApiError::internal().into_response();
     };
     let mut response = axum::response::Response::new(axum::body::Body::from(json));

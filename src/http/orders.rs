@@ -131,7 +131,11 @@ pub fn placed(order: Order) -> axum::response::Response {
     let mut location = String::with_capacity(PREFIX.len() + ulid::ULID_LEN);
     location.push_str(PREFIX);
     location.push_str(order.id.text(&mut [0u8; 64]));
-    super::created(location, OrderBody::from(order))
+    let body = OrderBody::from(order);
+    super::created_with(location, |json| {
+        body.write_json(json);
+        Ok(())
+    })
 }
 
 /// One of the caller's orders (any order, for an administrator).

@@ -138,6 +138,57 @@ impl From<Order> for OrderBody {
     }
 }
 
+impl OrderBody {
+    /// The body as `serde_json` writes it, written directly: an order's 201 is
+    /// on the path of every order placed, and serde_json escapes every key and
+    /// value byte by byte (2.5k instructions an order, by callgrind) where only
+    /// the user id can hold a character that needs it. A test holds the two to
+    /// the same bytes.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut buffer = [0u8; 64];
+        let mut digits = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"id\":\"");
+        // Crockford base32: nothing to escape.
+        out.extend_from_slice(self.id.0.text(&mut buffer).as_bytes());
+        out.extend_from_slice(b"\",\"user_id\":");
+        json_string(out, self.user_id.0.as_str());
+        for (key, value) in [
+            (&b",\"product_id\":"[..], self.product_id),
+            (b",\"quantity\":", self.quantity),
+            (b",\"unit_price\":", self.unit_price),
+            (b",\"amount\":", self.amount),
+        ] {
+            out.extend_from_slice(key);
+            out.extend_from_slice(digits.format(value).as_bytes());
+        }
+        // Upper-case letters and underscores.
+        out.extend_from_slice(b",\"status\":\"");
+        out.extend_from_slice(self.status.as_bytes());
+        out.push(b'"');
+        for (key, instant) in [
+            (&b",\"created_at\":"[..], &self.created_at),
+            (b",\"updated_at\":", &self.updated_at),
+            (b",\"expires_at\":", &self.expires_at),
+        ] {
+            out.extend_from_slice(key);
+            json_string(out, instant.0.text(&mut buffer));
+        }
+        out.push(b'}');
+    }
+}
+
+/// `text` as a JSON string: copied between quotes when nothing in it needs
+/// escaping, else written by serde_json.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, text).expect("a string serialises into a Vec");
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DiscountBody {
     #[schema(value_type = String, pattern = "^(fixed|percent)$")]
@@ -200,6 +251,64 @@ impl From<Coupon> for CouponBody {
             campaign_id: coupon.campaign_id.0,
             user_id: Text(coupon.user_id),
             issued_at: Text(coupon.issued_at.rfc3339()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{OrderStatus, ProductId, UnixMillis};
+
+    const STATUSES: [OrderStatus; 9] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::PaymentFailed,
+        OrderStatus::Expired,
+        OrderStatus::Cancelled,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::ReturnRequested,
+        OrderStatus::Returned,
+    ];
+
+    proptest! {
+        /// The hand-written body is serde's, byte for byte: any user id (quotes,
+        /// backslashes, control characters, any Unicode), any status, any
+        /// instant (those `time` cannot write fall back to digits), any count.
+        #[test]
+        fn an_order_body_is_written_as_serde_writes_it(
+            user in "\\PC{1,20}|[\\x00-\\x7f]{1,20}",
+            status in 0..STATUSES.len(),
+            numbers in proptest::array::uniform4(any::<u64>()),
+            instants in proptest::array::uniform3(prop_oneof![
+                0i64..4_102_444_800_000,
+                any::<i64>(),
+            ]),
+        ) {
+            let user = UserId::parse(&user);
+            prop_assume!(user.is_ok());
+            let order = Order {
+                id: OrderId::generate(),
+                user_id: user.unwrap(),
+                product_id: ProductId(numbers[0]),
+                quantity: numbers[1],
+                unit_price: numbers[2],
+                status: STATUSES[status],
+                created_at: UnixMillis(instants[0]),
+                updated_at: UnixMillis(instants[1]),
+                expires_at: UnixMillis(instants[2]),
+            };
+            let body = OrderBody::from(order);
+            let mut written = Vec::new();
+            body.write_json(&mut written);
+            let expected = serde_json::to_vec(&body).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
         }
     }
 }
