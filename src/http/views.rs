@@ -165,13 +165,15 @@ impl OrderBody {
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.status.as_bytes());
         out.push(b'"');
+        // Digits, signs and RFC 3339's letters and separators.
         for (key, instant) in [
-            (&b",\"created_at\":"[..], &self.created_at),
-            (b",\"updated_at\":", &self.updated_at),
-            (b",\"expires_at\":", &self.expires_at),
+            (&b",\"created_at\":\""[..], &self.created_at),
+            (b",\"updated_at\":\"", &self.updated_at),
+            (b",\"expires_at\":\"", &self.expires_at),
         ] {
             out.extend_from_slice(key);
-            json_string(out, instant.0.text(&mut buffer));
+            out.extend_from_slice(instant.0.text(&mut buffer).as_bytes());
+            out.push(b'"');
         }
         out.push(b'}');
     }
