@@ -412,6 +412,7 @@ async fn run_strategy(
         }
         (format!("{}/{database}", args.mysql), None)
     };
+    settle(admin).await?;
     let baseline = Baseline::parse(strategy);
     let (hot_product, drop_product) = (1u64, 2u64);
     if baseline.is_some_and(|b| b != Baseline::Noop) {
@@ -532,7 +533,51 @@ async fn run_strategy(
         rows.push(row);
     }
     drop(server);
+    // What a strategy wrote must not be flushed during the next one's run.
+    if let Storage::MySql(pool) = storage {
+        pool.close().await;
+        let sql = format!("DROP DATABASE IF EXISTS {database}");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await?;
+    }
     Ok(rows)
+}
+
+/// Dirty pages, as a share of MariaDB's buffer pool, below which a run may start.
+const SETTLED_DIRTY_SHARE: f64 = 0.02;
+/// The longest wait for MariaDB to settle before a run starts regardless.
+const SETTLE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// Waits until MariaDB has written back what earlier runs left in its buffer
+/// pool: a run of 10 s writes more than the default pool (128 MB) holds, and
+/// its pages were being flushed, a core's worth of work at times, during the
+/// next strategy's run (the one after `redis-lua` paid for it).
+async fn settle(admin: &sqlx::MySqlPool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let rows = sqlx::query(
+            "SELECT variable_name, CAST(variable_value AS SIGNED) FROM information_schema.global_status \
+             WHERE variable_name IN ('INNODB_BUFFER_POOL_PAGES_DIRTY', 'INNODB_BUFFER_POOL_PAGES_TOTAL')",
+        )
+        .fetch_all(admin)
+        .await?;
+        let value = |name: &str| {
+            rows.iter()
+                .find(|r| r.get::<String, _>(0).eq_ignore_ascii_case(name))
+                .map_or(0, |r| r.get::<i64, _>(1))
+        };
+        let (dirty, total) = (
+            value("INNODB_BUFFER_POOL_PAGES_DIRTY"),
+            value("INNODB_BUFFER_POOL_PAGES_TOTAL"),
+        );
+        if total == 0 || (dirty as f64) <= SETTLED_DIRTY_SHARE * total as f64 {
+            return Ok(());
+        }
+        if started.elapsed() >= SETTLE_WAIT_MAX {
+            eprintln!("   MariaDB still has {dirty} of {total} pages dirty; starting anyway");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// What the errors were, for the console: ` (503 unavailable: 12,
