@@ -542,41 +542,39 @@ async fn run_strategy(
     Ok(rows)
 }
 
-/// Dirty pages, as a share of MariaDB's buffer pool, below which a run may start.
-const SETTLED_DIRTY_SHARE: f64 = 0.02;
+/// How long MariaDB's dirty pages must stop falling for it to count as settled:
+/// below a low-water mark its page cleaner leaves the rest for later (here
+/// ~10% of the pool), so "none dirty" never comes.
+const SETTLED_FOR: Duration = Duration::from_secs(1);
 /// The longest wait for MariaDB to settle before a run starts regardless.
 const SETTLE_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// Waits until MariaDB has written back what earlier runs left in its buffer
-/// pool: a run of 10 s writes more than the default pool (128 MB) holds, and
-/// its pages were being flushed, a core's worth of work at times, during the
-/// next strategy's run (the one after `redis-lua` paid for it).
+/// pool (its dirty pages no longer falling): a run of 10 s writes more than the
+/// default pool (128 MB) holds, and its pages were being flushed, a core's worth
+/// of work at times, during the next strategy's run.
 async fn settle(admin: &sqlx::MySqlPool) -> anyhow::Result<()> {
     let started = Instant::now();
+    let (mut lowest, mut since) = (i64::MAX, Instant::now());
     loop {
-        let rows = sqlx::query(
-            "SELECT variable_name, CAST(variable_value AS SIGNED) FROM information_schema.global_status \
-             WHERE variable_name IN ('INNODB_BUFFER_POOL_PAGES_DIRTY', 'INNODB_BUFFER_POOL_PAGES_TOTAL')",
+        let dirty: i64 = sqlx::query_scalar(
+            "SELECT CAST(variable_value AS SIGNED) FROM information_schema.global_status \
+             WHERE variable_name = 'INNODB_BUFFER_POOL_PAGES_DIRTY'",
         )
-        .fetch_all(admin)
-        .await?;
-        let value = |name: &str| {
-            rows.iter()
-                .find(|r| r.get::<String, _>(0).eq_ignore_ascii_case(name))
-                .map_or(0, |r| r.get::<i64, _>(1))
-        };
-        let (dirty, total) = (
-            value("INNODB_BUFFER_POOL_PAGES_DIRTY"),
-            value("INNODB_BUFFER_POOL_PAGES_TOTAL"),
-        );
-        if total == 0 || (dirty as f64) <= SETTLED_DIRTY_SHARE * total as f64 {
+        .fetch_optional(admin)
+        .await?
+        .unwrap_or(0);
+        if dirty < lowest {
+            (lowest, since) = (dirty, Instant::now());
+        }
+        if dirty == 0 || since.elapsed() >= SETTLED_FOR {
             return Ok(());
         }
         if started.elapsed() >= SETTLE_WAIT_MAX {
-            eprintln!("   MariaDB still has {dirty} of {total} pages dirty; starting anyway");
+            eprintln!("   MariaDB still flushing ({dirty} pages dirty); starting anyway");
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
