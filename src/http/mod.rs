@@ -104,9 +104,9 @@ impl std::ops::Deref for AppState {
 /// by [`router`]. An order placed is the request a drop is made of, and one
 /// arbiter serves every order of a hot product; for each, the router would
 /// match its path, fill the request's extensions (a map allocated per request)
-/// and clone its middleware stack. The direct route runs the same handler with
-/// the same extractors, body limit and request metrics, so its answers are the
-/// router's.
+/// and clone its middleware stack. The direct route calls the same handler
+/// (axum runs its extractors, as the router would), with the router's body
+/// limit and request metrics, so its answers are the router's.
 #[derive(Clone)]
 pub struct Api {
     router: Router,
@@ -141,9 +141,14 @@ impl tower::Service<Request> for Api {
         if request.method() == Method::POST && request.uri().path() == PLACE_ORDER_PATH {
             let state = self.state.clone();
             let labels = self.place_order;
+            // The router's `DefaultBodyLimit`, which axum maps to the same 413.
+            let request = request.map(|body| {
+                axum::body::Body::new(http_body_util::Limited::new(body, BODY_BYTES_MAX))
+            });
             return Box::pin(async move {
                 let started = Instant::now();
-                let response = orders::create_direct(state.clone(), request).await;
+                let response =
+                    axum::handler::Handler::call(orders::create, request, state.clone()).await;
                 state
                     .request_metrics
                     .record(labels, response.status(), started);

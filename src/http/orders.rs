@@ -2,9 +2,8 @@
 //! transitions: pay, cancel, return, complete a return.
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -102,26 +101,6 @@ pub async fn create(
         .place_order(ProductId(body.product_id), caller.user, quantity, key)
         .await?;
     Ok(placed(order))
-}
-
-/// `create` as the served API calls it without the router (see `super::Api`):
-/// the same extractors in the same order, so the same refusals, and the body
-/// limit the router's layer would set.
-pub async fn create_direct(state: AppState, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let extracted = async {
-        let caller = Caller::from_request_parts(&mut parts, &state).await?;
-        let key = Idempotency::from_request_parts(&mut parts, &state).await?;
-        let body = Body::new(http_body_util::Limited::new(body, super::BODY_BYTES_MAX));
-        let json = ApiJson::from_request(Request::from_parts(parts, body), &state).await?;
-        Ok::<_, ApiError>((caller, key, json))
-    };
-    match extracted.await {
-        Ok((caller, key, json)) => create(State(state), caller, key, json)
-            .await
-            .into_response(),
-        Err(refusal) => refusal.into_response(),
-    }
 }
 
 /// The 201 of a placed order: the order and its `Location` (also the reply of
