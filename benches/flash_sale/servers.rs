@@ -7,9 +7,7 @@
 //! own `orders` table, columns and indexes, taken from its migration.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -205,40 +203,24 @@ pub async fn serve(
         lua_orders,
         prices: DashMap::new(),
     });
-    axum::serve(listener, tower::make::Shared::new(Direct(state))).await?;
-    Ok(())
-}
-
-/// `POST /v1/orders` answered without a router, as flashstock answers it
-/// (`flashstock::http::Api`), so that every server pays the same for HTTP;
-/// any other request is 404.
-#[derive(Clone)]
-struct Direct(Arc<Server>);
-
-type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-impl tower::Service<Request> for Direct {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Answer;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Answer {
-        let server = self.0.clone();
-        Box::pin(async move {
+    // `POST /v1/orders` answered without a router, as flashstock answers it
+    // (`flashstock::http::Api`), so that every server pays the same for HTTP;
+    // any other request is 404.
+    let orders = tower::service_fn(move |request: Request| {
+        let server = state.clone();
+        async move {
             if request.method() != Method::POST || request.uri().path() != "/v1/orders" {
-                return Ok(StatusCode::NOT_FOUND.into_response());
+                return Ok::<_, Infallible>(StatusCode::NOT_FOUND.into_response());
             }
             let (parts, body) = request.into_parts();
             let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
                 return Ok(StatusCode::PAYLOAD_TOO_LARGE.into_response());
             };
             Ok(place(State(server), parts.headers, body).await)
-        })
-    }
+        }
+    });
+    axum::serve(listener, tower::make::Shared::new(orders)).await?;
+    Ok(())
 }
 
 async fn place(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
