@@ -96,8 +96,9 @@ const METHODS: &[&str] = &[
     "GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS", "other",
 ];
 
-fn route_index(path: Option<&MatchedPath>) -> usize {
-    path.and_then(|p| ROUTES.iter().position(|r| *r == p.as_str()))
+fn route_index(route: Option<&str>) -> usize {
+    route
+        .and_then(|route| ROUTES.iter().position(|r| *r == route))
         .unwrap_or(ROUTES.len())
 }
 
@@ -174,11 +175,10 @@ pub struct Labels {
 impl Labels {
     /// The labels of a route template of the router and a method.
     pub fn of(route: &str, method: &axum::http::Method) -> Labels {
+        let route = route_index(Some(route));
+        assert!(route < ROUTES.len(), "a route template of the router");
         Labels {
-            route: ROUTES
-                .iter()
-                .position(|r| *r == route)
-                .expect("a route template of the router"),
+            route,
             method: method_index(method),
         }
     }
@@ -197,7 +197,12 @@ impl RequestMetrics {
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let labels = Labels {
-        route: route_index(request.extensions().get::<MatchedPath>()),
+        route: route_index(
+            request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        ),
         method: method_index(request.method()),
     };
     let response = next.run(request).await;
