@@ -98,7 +98,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &Args, url: &str) -> anyhow::Result<String> {
-    let store = connect(url, 2, Timeouts::default()).await?;
+    // The server's pool size: with fewer than four connections none is kept
+    // from one commit to the next, and every batch pays the pool's two pings.
+    let connections = flashstock::config::Cli::parse_from(["flashstock"])
+        .settings
+        .db_connections_max;
+    let store = connect(url, connections, Timeouts::default()).await?;
     store.migrate().await?;
     let mut conn = sqlx::MySqlConnection::connect(url).await?;
     for sql in &args.after_migrate {
