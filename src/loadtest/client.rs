@@ -263,9 +263,13 @@ pub async fn run(
     }
     drop(done_tx);
     let mut total = Stats::new();
+    let mut finished = 0;
     while let Some(stats) = done_rx.recv().await {
         total.merge(stats);
+        finished += 1;
     }
+    // A thread that panicked sent nothing: its requests are unaccounted for.
+    assert_eq!(finished, threads, "a loader thread panicked");
     total.elapsed = started.elapsed();
     total
 }
