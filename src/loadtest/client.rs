@@ -242,34 +242,36 @@ pub async fn run(
         .map_or(1, |n| n.get())
         .min(connections);
     let started = Instant::now();
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    for thread in 0..threads {
-        let share = Share {
-            addr: endpoint.addr,
-            budget: budget.clone(),
-            first: thread,
-            stride: threads,
-            collect_ids,
-            progress: progress.clone(),
-        };
-        let connections = connections / threads + usize::from(thread < connections % threads);
-        let done_tx = done_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("loadtest-{thread}"))
-            .spawn(move || {
-                let _ = done_tx.send(share.drive(connections));
-            })
-            .expect("the loader can start its threads");
-    }
-    drop(done_tx);
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let share = Share {
+                addr: endpoint.addr,
+                budget: budget.clone(),
+                first: thread,
+                stride: threads,
+                collect_ids,
+                progress: progress.clone(),
+            };
+            let connections = connections / threads + usize::from(thread < connections % threads);
+            std::thread::Builder::new()
+                .name(format!("loadtest-{thread}"))
+                .spawn(move || share.drive(connections))
+                .expect("the loader can start its threads")
+        })
+        .collect();
+    // Joined off the caller's runtime, which keeps running (the progress bar).
+    let shares = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a loader thread does not panic"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("a loader thread does not panic");
     let mut total = Stats::new();
-    let mut finished = 0;
-    while let Some(stats) = done_rx.recv().await {
+    for stats in shares {
         total.merge(stats);
-        finished += 1;
     }
-    // A thread that panicked sent nothing: its requests are unaccounted for.
-    assert_eq!(finished, threads, "a loader thread panicked");
     total.elapsed = started.elapsed();
     total
 }
