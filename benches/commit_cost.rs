@@ -265,24 +265,30 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 const TICKS_PER_SECOND: f64 = 100.0;
 
 fn callgrind(server: Option<u32>, state: &str) -> anyhow::Result<()> {
-    let pid = server.context("--callgrind needs the server's pid")?;
-    let status = Command::new("callgrind_control")
-        .args(["-i", state, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running callgrind_control")?;
-    anyhow::ensure!(
-        status.success(),
-        "callgrind_control -i {state} {pid} failed"
-    );
+    let pid = server
+        .context("--callgrind needs the server's pid")?
+        .to_string();
+    callgrind_control(&["-i", state, &pid])?;
     if state == "off" {
-        let status = Command::new("callgrind_control")
-            .args(["-d", &pid.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "callgrind_control -d {pid} failed");
+        callgrind_control(&["-d", &pid])?;
     }
+    Ok(())
+}
+
+/// Runs `callgrind_control ARGS`, which exits 0 even when it finds no callgrind
+/// run with that pid: its "Error: ..." line is the failure.
+fn callgrind_control(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("callgrind_control")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running callgrind_control")?;
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        out.status.success() && !said.contains("Error:"),
+        "callgrind_control {} failed: {}",
+        args.join(" "),
+        said.trim()
+    );
     Ok(())
 }
