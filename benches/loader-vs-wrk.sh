@@ -51,6 +51,8 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
   sleep 0.1
 done
+curl -sf "http://127.0.0.1:$port/healthz" >/dev/null ||
+  { echo "the server does not answer; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
 
 server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 ticks=$(getconf CLK_TCK)
@@ -64,11 +66,17 @@ for round in $(seq 1 "$rounds"); do
     esac
     before=$(server_ticks)
     # The shell joins the cgroup, then becomes the client.
-    out=$(sh -c "echo \$\$ >$group/cgroup.procs; exec taskset -c 1 /usr/bin/time -f 'CPU %U %S' $cmd" 2>&1)
+    if ! out=$(sh -c "echo \$\$ >$group/cgroup.procs; exec taskset -c 1 /usr/bin/time -f 'CPU %U %S' $cmd" 2>&1); then
+      printf '%s failed:\n%s\n' "$client" "$out" >&2
+      exit 1
+    fi
     after=$(server_ticks)
     rate=$(echo "$out" | grep -oE '(requests/s|Requests/sec:) +[0-9.]+' | head -1 | awk '{print int($2)}')
     cpu=$(echo "$out" | awk '/^CPU/ {print $2 + $3}')
-    [ -n "$rate" ] && [ -n "$cpu" ] || { echo "$client failed:"; echo "$out"; exit 1; } >&2
+    if [ -z "$rate" ] || [ -z "$cpu" ]; then
+      printf '%s printed no rate:\n%s\n' "$client" "$out" >&2
+      exit 1
+    fi
     awk -v r="$round" -v c="$client" -v rate="$rate" -v cpu="$cpu" -v d="$duration" \
       -v busy=$((after - before)) -v hz="$ticks" \
       'BEGIN { printf "%-5s %-6s %12d %14.2f %11.0f%%\n", r, c, rate, cpu * 1e6 / (rate * d), busy * 100 / (hz * d) }'
