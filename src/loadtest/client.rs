@@ -251,6 +251,8 @@ pub async fn run(
                 stride: threads,
                 collect_ids,
                 progress: progress.clone(),
+                sent: Cell::new(0),
+                stats: RefCell::new(Stats::new()),
             };
             let connections = connections / threads + usize::from(thread < connections % threads);
             std::thread::Builder::new()
@@ -276,7 +278,7 @@ pub async fn run(
     total
 }
 
-/// One thread's part of a run.
+/// One thread's part of a run, shared by the thread's connections.
 struct Share {
     addr: SocketAddr,
     budget: Budget,
@@ -284,6 +286,9 @@ struct Share {
     stride: usize,
     collect_ids: bool,
     progress: Progress,
+    /// Requests this thread has taken from the budget.
+    sent: Cell<usize>,
+    stats: RefCell<Stats>,
 }
 
 impl Share {
@@ -294,28 +299,27 @@ impl Share {
             .build()
             .expect("a single-threaded runtime builds");
         let share = Rc::new(self);
-        let next = Rc::new(Cell::new(0usize));
-        let stats = Rc::new(RefCell::new(Stats::new()));
         let local = tokio::task::LocalSet::new();
         for _ in 0..connections {
-            local.spawn_local(connection(share.clone(), next.clone(), stats.clone()));
+            local.spawn_local(connection(share.clone()));
         }
         runtime.block_on(local);
         drop(runtime);
-        Rc::into_inner(stats)
+        Rc::into_inner(share)
             .expect("every connection has finished")
+            .stats
             .into_inner()
     }
 
     /// The next request this thread sends, if the budget has one left.
-    fn next(&self, next: &Cell<usize>, now: Instant) -> Option<&Bytes> {
-        let k = next.get();
-        next.set(k + 1);
+    fn next(&self, now: Instant) -> Option<&Bytes> {
+        let k = self.sent.get();
+        self.sent.set(k + 1);
         self.budget.next(self.first + k * self.stride, now)
     }
 }
 
-async fn connection(share: Rc<Share>, next: Rc<Cell<usize>>, stats: Rc<RefCell<Stats>>) {
+async fn connection(share: Rc<Share>) {
     let mut stream: Option<TcpStream> = None;
     let mut buffer = BytesMut::with_capacity(8 * 1024);
     /// Requests counted locally before the shared progress counter is touched.
@@ -324,7 +328,7 @@ async fn connection(share: Rc<Share>, next: Rc<Cell<usize>>, stats: Rc<RefCell<S
     // One clock reading a request: the time a reply arrived is also when the
     // next request is sent and when the deadline is checked.
     let mut now = Instant::now();
-    while let Some(request) = share.next(&next, now) {
+    while let Some(request) = share.next(now) {
         if stream.is_none() {
             match TcpStream::connect(share.addr).await {
                 Ok(s) => {
@@ -334,7 +338,7 @@ async fn connection(share: Rc<Share>, next: Rc<Cell<usize>>, stats: Rc<RefCell<S
                     now = Instant::now();
                 }
                 Err(_) => {
-                    stats.borrow_mut().transport_errors += 1;
+                    share.stats.borrow_mut().transport_errors += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     now = Instant::now();
                     continue;
@@ -345,7 +349,7 @@ async fn connection(share: Rc<Share>, next: Rc<Cell<usize>>, stats: Rc<RefCell<S
         let sent_at = now;
         let reply = exchange(socket, request, &mut buffer).await;
         now = Instant::now();
-        let mut stats = stats.borrow_mut();
+        let mut stats = share.stats.borrow_mut();
         match reply {
             Ok((status, body)) => {
                 let micros = now.duration_since(sent_at).as_micros() as u64;
