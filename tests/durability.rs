@@ -403,6 +403,104 @@ async fn one_transaction_for_many_shards(backend: Backend) {
     }
 }
 
+/// A commit's connection belongs to the runtime that commits. The server opens
+/// its store on the main runtime and commits on an arbiter (a runtime of its
+/// own): a connection's socket is watched by the runtime it was opened on, so a
+/// commit on one the main runtime opened had each of its replies pass through
+/// that runtime's thread first. Here the store is opened on one runtime and
+/// committed to from another; once the first is gone, commits still go through.
+fn commits_need_only_the_committing_runtime(backend: Backend) {
+    use flashstock::domain::{
+        Order, OrderId, OrderStatus, ProductId, ProductStock, UnixMillis, UserId,
+    };
+    use flashstock::persistence::{Mutation, NewProduct, ShardBatch};
+
+    let opening = tokio::runtime::Runtime::new().unwrap();
+    let opened = opening.block_on(async {
+        let db = TestDb::new(backend).await?;
+        let store = flashstock::persistence::connect(&db.url, 4, Default::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(store.shard_count(1).await.unwrap(), 1);
+        let epoch = store.acquire_shards(&[0], "node-a").await.unwrap()[0];
+        let new = NewProduct {
+            name: "p".into(),
+            price: 100,
+            stock: 10,
+            per_user_limit: None,
+            sale_starts_at: None,
+            sale_ends_at: None,
+            created_at: UnixMillis::now(),
+        };
+        let product = store.insert_product(&new).await.unwrap().0.id;
+        Some((db, store, epoch, product))
+    });
+    let Some((db, store, epoch, product)) = opened else {
+        return;
+    };
+    let place = |product: ProductId, n: u64| {
+        let now = UnixMillis::now();
+        vec![
+            Mutation::OrderPlaced(Order {
+                id: OrderId::generate(),
+                user_id: UserId::parse(&format!("u{n}")).unwrap(),
+                product_id: product,
+                quantity: 1,
+                unit_price: 100,
+                status: OrderStatus::PendingPayment,
+                created_at: now,
+                updated_at: now,
+                expires_at: now,
+            }),
+            Mutation::ProductCounts {
+                id: product,
+                stock: ProductStock {
+                    total: 10,
+                    available: 10 - n,
+                    reserved: n,
+                    sold: 0,
+                    written_off: 0,
+                },
+                views_delta: 0,
+                next_due_at: None,
+            },
+        ]
+    };
+    let committing = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let commit = |mutations: Vec<Mutation>| {
+        let batch = [ShardBatch {
+            shard: 0,
+            epoch,
+            mutations: &mutations,
+        }];
+        committing.block_on(store.commit_batches(&batch))
+    };
+    commit(place(product, 1)).expect("the first commit");
+    drop(opening);
+    commit(place(product, 2)).expect("a commit after the opening runtime is gone");
+    committing.block_on(async {
+        let probe = db.probe().await;
+        assert_eq!(probe.orders(product.0).await.len(), 2);
+        assert_eq!(probe.assert_consistent(product.0).await.reserved, 2);
+        // Its kept connection goes back to the pool from within a runtime.
+        drop(store);
+    });
+}
+
+#[test]
+fn commits_need_only_the_committing_runtime_sqlite() {
+    commits_need_only_the_committing_runtime(Backend::Sqlite);
+}
+
+#[test]
+fn commits_need_only_the_committing_runtime_mariadb() {
+    commits_need_only_the_committing_runtime(Backend::MySql);
+}
+
 on_both_backends! {
     many_shards_one_transaction => one_transaction_for_many_shards,
     fenced_writer => a_fenced_writer_writes_nothing_and_reloads,

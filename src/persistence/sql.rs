@@ -78,20 +78,40 @@ pub async fn connect(url: &str, connections_max: u32, timeouts: Timeouts) -> Res
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let url = url.replacen("mariadb:", "mysql:", 1);
         let options = MySqlConnectOptions::from_str(&url)?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(connections_max)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+        let pool_of = |size: u32| {
+            MySqlPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(10))
+        };
+        let commits = commit_share(connections_max);
+        let pool = pool_of(connections_max - commits.unwrap_or(0))
+            .connect_with(options.clone())
             .await?;
+        let (commit_pool, commit_connections) = match commits {
+            Some(commits) => (
+                pool_of(commits).connect_lazy_with(options),
+                CommitConnections::new(COMMIT_CONNECTION_IDLE_MAX, commits as usize),
+            ),
+            None => (pool.clone(), CommitConnections::for_pool(connections_max)),
+        };
         Ok(Arc::new(MySqlStore {
             pool,
+            commit_pool,
             commit_timeout: timeouts.commit,
             query_timeout: timeouts.query,
-            commit_connections: CommitConnections::for_pool(connections_max),
+            commit_connections,
         }))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
+}
+
+/// Of a server database's `connections_max`, the commits' own pool: a quarter,
+/// at least one (the committer runs four at a time with the default 16),
+/// leaving the rest to everything else; None for one connection, which both
+/// then share.
+fn commit_share(connections_max: u32) -> Option<u32> {
+    (connections_max > 1).then(|| (connections_max / 4).max(1))
 }
 
 pub struct SqliteStore {
@@ -102,6 +122,13 @@ pub struct SqliteStore {
 
 pub struct MySqlStore {
     pool: MySqlPool,
+    /// The commits' own connections, opened by the commits themselves (the
+    /// pool connects lazily, in the task that asks): a socket is watched by
+    /// the runtime it was opened on, and commits run on the arbiters. Taken
+    /// from `pool`, opened on the main runtime, a batch's every result packet
+    /// woke a tokio worker thread, which then woke the arbiter (`eventfd`):
+    /// ~4.7 thread wake-ups per commit, in its reply's path.
+    commit_pool: MySqlPool,
     commit_timeout: Duration,
     query_timeout: Duration,
     commit_connections: CommitConnections<MySql>,
@@ -118,9 +145,10 @@ const COMMIT_CONNECTION_IDLE_MAX: Duration = Duration::from_secs(2);
 /// connection pays neither; one unused for longer than
 /// `COMMIT_CONNECTION_IDLE_MAX` goes back to the pool, to be checked there
 /// before it is used again. A commit that fails drops its connection, which
-/// the pool checks as it always does. At most `kept_max` are kept (a quarter
-/// of the pool), so that reads always have the rest, even while no commit
-/// comes to give a kept one back.
+/// the pool checks as it always does. At most `kept_max` are kept: on SQLite
+/// a quarter of the pool, so that reads always have the rest, even while no
+/// commit comes to give a kept one back; on MariaDB, whose commits have a pool
+/// of their own, all of that pool.
 struct CommitConnections<DB: Database> {
     kept: std::sync::Mutex<Vec<(PoolConnection<DB>, Instant)>>,
     idle_max: Duration,
@@ -1002,7 +1030,7 @@ impl MySqlStore {
     ) -> Result<(), CommitError> {
         let batch = sort_batch(batches.iter().flat_map(|b| b.mutations));
         let sql = mysql_batch_sql(batches, &batch);
-        let mut conn = self.commit_connections.take(&self.pool).await?;
+        let mut conn = self.commit_connections.take(&self.commit_pool).await?;
         let executed = tokio::time::timeout(
             self.commit_timeout,
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn),
@@ -1401,6 +1429,14 @@ mod tests {
         assert_eq!(one.kept.lock().unwrap().len(), 1);
         assert_eq!(CommitConnections::<sqlx::Sqlite>::for_pool(3).kept_max, 0);
         assert_eq!(CommitConnections::<sqlx::Sqlite>::for_pool(16).kept_max, 4);
+    }
+
+    /// MariaDB's commits get a quarter of the connections (at least one) on a
+    /// pool of their own; a single connection is shared.
+    #[test]
+    fn commits_get_a_quarter_of_the_connections() {
+        let shares: Vec<_> = [1, 2, 7, 8, 16].map(super::commit_share).into();
+        assert_eq!(shares, [None, Some(1), Some(1), Some(2), Some(4)]);
     }
 
     #[test]
