@@ -247,16 +247,47 @@ async fn a_fenced_writer_writes_nothing_and_reloads(backend: Backend) {
     assert_eq!(counts.reserved, 2);
 }
 
+/// A product of `stock` units at 100, on sale from now on.
+fn new_product(name: String, stock: u64) -> flashstock::persistence::NewProduct {
+    flashstock::persistence::NewProduct {
+        name,
+        price: 100,
+        stock,
+        per_user_limit: None,
+        sale_starts_at: None,
+        sale_ends_at: None,
+        created_at: flashstock::domain::UnixMillis::now(),
+    }
+}
+
+/// One unit of `product` reserved by `user` at `now`, awaiting payment.
+fn pending_order(
+    product: flashstock::domain::ProductId,
+    user: &str,
+    now: flashstock::domain::UnixMillis,
+) -> flashstock::domain::Order {
+    use flashstock::domain::{Order, OrderId, OrderStatus, UserId};
+    Order {
+        id: OrderId::generate(),
+        user_id: UserId::parse(user).unwrap(),
+        product_id: product,
+        quantity: 1,
+        unit_price: 100,
+        status: OrderStatus::PendingPayment,
+        created_at: now,
+        updated_at: now,
+        expires_at: now,
+    }
+}
+
 /// One transaction carrying the batches of several shards (as the committer
 /// groups them): every product's counts, every order and every status change
 /// land, each shard's batch count moves by one; and when one shard's epoch is
 /// not ours, the whole transaction writes nothing, for any shard.
 async fn one_transaction_for_many_shards(backend: Backend) {
     use flashstock::cluster::shard_of;
-    use flashstock::domain::{
-        ItemKey, Order, OrderId, OrderStatus, ProductId, ProductStock, UnixMillis, UserId,
-    };
-    use flashstock::persistence::{CommitError, Mutation, NewProduct, ShardBatch};
+    use flashstock::domain::{ItemKey, OrderStatus, ProductId, ProductStock, UnixMillis};
+    use flashstock::persistence::{CommitError, Mutation, ShardBatch};
 
     const SHARDS: u32 = 8;
     const PRODUCTS: usize = 12;
@@ -275,15 +306,7 @@ async fn one_transaction_for_many_shards(backend: Backend) {
     let now = UnixMillis::now();
     let mut products = Vec::new();
     for n in 0..PRODUCTS {
-        let new = NewProduct {
-            name: format!("p{n}"),
-            price: 100,
-            stock: 1_000,
-            per_user_limit: None,
-            sale_starts_at: None,
-            sale_ends_at: None,
-            created_at: now,
-        };
+        let new = new_product(format!("p{n}"), 1_000);
         products.push(store.insert_product(&new).await.unwrap().0.id);
     }
     let shard = |id: ProductId| shard_of(ItemKey::Product(id), SHARDS);
@@ -307,17 +330,7 @@ async fn one_transaction_for_many_shards(backend: Backend) {
     let mut order_ids = Vec::new();
     for product in &products {
         for n in 0..ORDERS {
-            let order = Order {
-                id: OrderId::generate(),
-                user_id: UserId::parse(&format!("u{n}")).unwrap(),
-                product_id: *product,
-                quantity: 1,
-                unit_price: 100,
-                status: OrderStatus::PendingPayment,
-                created_at: now,
-                updated_at: now,
-                expires_at: now,
-            };
+            let order = pending_order(*product, &format!("u{n}"), now);
             order_ids.push((*product, order.id));
             placed[shard(*product) as usize].push(Mutation::OrderPlaced(order));
         }
@@ -410,10 +423,8 @@ async fn one_transaction_for_many_shards(backend: Backend) {
 /// that runtime's thread first. Here the store is opened on one runtime and
 /// committed to from another; once the first is gone, commits still go through.
 fn commits_need_only_the_committing_runtime(backend: Backend) {
-    use flashstock::domain::{
-        Order, OrderId, OrderStatus, ProductId, ProductStock, UnixMillis, UserId,
-    };
-    use flashstock::persistence::{Mutation, NewProduct, ShardBatch};
+    use flashstock::domain::{ProductId, ProductStock, UnixMillis};
+    use flashstock::persistence::{Mutation, ShardBatch};
 
     let opening = tokio::runtime::Runtime::new().unwrap();
     let opened = opening.block_on(async {
@@ -424,15 +435,7 @@ fn commits_need_only_the_committing_runtime(backend: Backend) {
         store.migrate().await.unwrap();
         assert_eq!(store.shard_count(1).await.unwrap(), 1);
         let epoch = store.acquire_shards(&[0], "node-a").await.unwrap()[0];
-        let new = NewProduct {
-            name: "p".into(),
-            price: 100,
-            stock: 10,
-            per_user_limit: None,
-            sale_starts_at: None,
-            sale_ends_at: None,
-            created_at: UnixMillis::now(),
-        };
+        let new = new_product("p".into(), 10);
         let product = store.insert_product(&new).await.unwrap().0.id;
         Some((db, store, epoch, product))
     });
@@ -442,17 +445,7 @@ fn commits_need_only_the_committing_runtime(backend: Backend) {
     let place = |product: ProductId, n: u64| {
         let now = UnixMillis::now();
         vec![
-            Mutation::OrderPlaced(Order {
-                id: OrderId::generate(),
-                user_id: UserId::parse(&format!("u{n}")).unwrap(),
-                product_id: product,
-                quantity: 1,
-                unit_price: 100,
-                status: OrderStatus::PendingPayment,
-                created_at: now,
-                updated_at: now,
-                expires_at: now,
-            }),
+            Mutation::OrderPlaced(pending_order(product, &format!("u{n}"), now)),
             Mutation::ProductCounts {
                 id: product,
                 stock: ProductStock {
