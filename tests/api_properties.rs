@@ -318,12 +318,6 @@ fn random_api_sequences_keep_counts_consistent(backend: Backend) {
     );
 }
 
-#[test]
-fn sqlite() {
-    random_api_sequences_keep_counts_consistent(Backend::Sqlite);
-}
-
-#[test]
-fn mariadb() {
-    random_api_sequences_keep_counts_consistent(Backend::MySql);
+on_both_backends! { blocking:
+    random_sequences => random_api_sequences_keep_counts_consistent,
 }

@@ -484,14 +484,8 @@ fn commits_need_only_the_committing_runtime(backend: Backend) {
     });
 }
 
-#[test]
-fn commits_need_only_the_committing_runtime_sqlite() {
-    commits_need_only_the_committing_runtime(Backend::Sqlite);
-}
-
-#[test]
-fn commits_need_only_the_committing_runtime_mariadb() {
-    commits_need_only_the_committing_runtime(Backend::MySql);
+on_both_backends! { blocking:
+    committing_runtime => commits_need_only_the_committing_runtime,
 }
 
 on_both_backends! {

@@ -34,9 +34,22 @@ pub enum Backend {
 }
 
 /// Declares `mod $name { sqlite, mariadb }` test functions running
-/// `$body(Backend)` on each backend.
+/// `$body(Backend)` on each backend: awaited on a two-thread runtime, or, after
+/// `blocking:`, called plainly (a body that runs its own runtimes).
 #[macro_export]
 macro_rules! on_both_backends {
+    (blocking: $($name:ident => $body:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$body($crate::common::Backend::Sqlite)
+            }
+            #[test]
+            fn mariadb() {
+                super::$body($crate::common::Backend::MySql)
+            }
+        }
+    )*};
     ($($name:ident => $body:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
