@@ -153,7 +153,8 @@ pub struct Settings {
     #[arg(long, env = "FLASHSTOCK_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_timeout, global = true)]
     pub query_timeout: Duration,
 
-    /// Database connections at most.
+    /// Database connections at most; on MariaDB a quarter of them (at least one,
+    /// unless there is only one) are kept for write-behind commits.
     #[arg(long, env = "FLASHSTOCK_DB_CONNECTIONS_MAX", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
     pub db_connections_max: u32,
 
