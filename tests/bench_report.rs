@@ -103,7 +103,7 @@ fn reports_name_the_rounds() {
     ];
     let reported = medians(&rounds);
     let out = tempfile::tempdir().unwrap();
-    let markdown = write_reports(out.path(), 256, 10.0, None, &reported).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, 0, &reported).unwrap();
     assert!(markdown.contains("ran 3 times"), "{markdown}");
     assert!(markdown.contains("| a | hot | 32000 |"), "{markdown}");
     assert!(markdown.contains("30000, 34000, 32000 |"), "{markdown}");
@@ -120,13 +120,15 @@ fn reports_name_the_rounds() {
 
     // A single round writes no per-round column and no per-round list.
     let single = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let markdown = write_reports(out.path(), 256, 10.0, None, &single).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, 0, &single).unwrap();
     assert!(!markdown.contains("each round"), "{markdown}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["rounds"], 1);
     assert!(json["results"][0].get("rounds").is_none());
     assert!(json["pinned"].is_null());
+    assert_eq!(json["loader_nice"], 0);
+    assert!(!markdown.contains("nice"), "{markdown}");
 }
 
 #[test]
@@ -137,7 +139,7 @@ fn reports_say_where_servers_and_loader_ran() {
         loader: vec![1],
     };
     let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let markdown = write_reports(out.path(), 256, 10.0, Some(&pinned), &rows).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, Some(&pinned), 0, &rows).unwrap();
     assert!(
         markdown.contains("Servers on cores [0], the loader on cores [1]"),
         "{markdown}"
@@ -152,4 +154,26 @@ fn reports_say_where_servers_and_loader_ran() {
     let again = tempfile::tempdir().unwrap();
     let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
     assert_eq!(rendered, markdown);
+}
+
+#[test]
+fn reports_say_how_the_loader_yielded() {
+    let out = tempfile::tempdir().unwrap();
+    let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
+    let markdown = write_reports(out.path(), 256, 10.0, None, 5, &rows).unwrap();
+    assert!(markdown.contains("The loader at nice 5"), "{markdown}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["loader_nice"], 5);
+    // Rendering again from the JSON keeps it; a report from before the
+    // setting (no `loader_nice`) renders as the loader at 0.
+    let again = tempfile::tempdir().unwrap();
+    let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
+    assert_eq!(rendered, markdown);
+    let mut old = json.clone();
+    old.as_object_mut().unwrap().remove("loader_nice");
+    let old_json = out.path().join("old.json");
+    std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
+    let rendered = report::render_again(&old_json, again.path()).unwrap();
+    assert!(!rendered.contains("nice"), "{rendered}");
 }

@@ -3,7 +3,8 @@
 //! load engine (`hot`, then `drop`), each checked against its database.
 //!
 //! `cargo bench --bench flash_sale -- [--duration 10s] [--connections 256]
-//! [--out target/flash-sale] [--quick] [--only a,b] [--rounds 1] [--pin]`
+//! [--out target/flash-sale] [--quick] [--only a,b] [--rounds 1] [--pin]
+//! [--loader-nice 0]`
 //!
 //! Each server runs in a child process (this binary again, with
 //! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
@@ -77,6 +78,12 @@ struct Args {
     /// left to the scheduler), as if they ran on machines of their own.
     #[arg(long)]
     pin: bool,
+    /// The loader's threads at this nice value (0..=19), everything else at
+    /// its own: above 0, the servers, MariaDB and Redis get a core first when
+    /// the loader wants one too, as they would if the clients ran on other
+    /// machines, while all still share every core.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    loader_nice: i32,
     #[arg(
         long,
         env = "FLASHSTOCK_TEST_MYSQL_URL",
@@ -115,6 +122,52 @@ fn main() -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(compare(args, pinned))
+}
+
+/// Runs the loader (collecting the ids of accepted orders), its threads at
+/// `nice`: started from a thread that takes that value first, since a thread
+/// starts at its creator's.
+async fn drive(
+    nice: i32,
+    endpoint: &Endpoint,
+    budget: Budget,
+    connections: usize,
+) -> anyhow::Result<Stats> {
+    if nice == 0 {
+        return Ok(client::run(endpoint, budget, connections, true, Progress::default()).await);
+    }
+    let endpoint = endpoint.clone();
+    let (done, stats) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("loader-start".into())
+        .spawn(move || {
+            let run = || -> anyhow::Result<Stats> {
+                set_nice(nice)?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                Ok(runtime.block_on(client::run(
+                    &endpoint,
+                    budget,
+                    connections,
+                    true,
+                    Progress::default(),
+                )))
+            };
+            let _ = done.send(run());
+        })?;
+    stats.await?
+}
+
+/// Sets the calling thread's nice value (on Linux each thread has its own, and
+/// a thread starts at its creator's).
+fn set_nice(nice: i32) -> anyhow::Result<()> {
+    // SAFETY: setpriority reads only its integer arguments.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        let error = std::io::Error::last_os_error();
+        anyhow::bail!("cannot set the loader's nice to {nice}: {error}");
+    }
+    Ok(())
 }
 
 /// This process's cores for `--pin`: the lower half (at least one) for the
@@ -362,6 +415,7 @@ async fn compare(mut args: Args, pinned: Option<report::Pinning>) -> anyhow::Res
         args.connections,
         phases.duration.as_secs_f64(),
         pinned.as_ref(),
+        args.loader_nice,
         &rows,
     )?;
     println!("{summary}");
@@ -492,23 +546,15 @@ async fn run_strategy(
     };
 
     let hot_budget = Budget::Until(requests(hot_product, HOT_USERS), Instant::now() + duration);
-    let hot = client::run(
-        &endpoint,
-        hot_budget,
-        args.connections,
-        true,
-        Progress::default(),
-    )
-    .await;
+    let hot = drive(args.loader_nice, &endpoint, hot_budget, args.connections).await?;
     let drop_budget = Budget::Each(requests(drop_product, drop_users));
-    let dropped = client::run(
+    let dropped = drive(
+        args.loader_nice,
         &endpoint,
         drop_budget,
         args.connections.min(drop_users),
-        true,
-        Progress::default(),
     )
-    .await;
+    .await?;
 
     for (scenario, stats, product, stock) in [
         ("hot", &hot, hot_product, HOT_STOCK),

@@ -102,6 +102,8 @@ struct Report<'a> {
     duration_s: f64,
     /// None: servers and loader shared every core.
     pinned: Option<&'a Pinning>,
+    /// The loader's threads' nice value (everything else at its own).
+    loader_nice: i32,
     /// How many times each strategy ran; each result is its median round.
     rounds: usize,
     results: &'a [Row],
@@ -122,6 +124,7 @@ pub fn write_reports(
     connections: usize,
     duration_s: f64,
     pinned: Option<&Pinning>,
+    loader_nice: i32,
     rows: &[Row],
 ) -> anyhow::Result<String> {
     std::fs::create_dir_all(out)?;
@@ -130,11 +133,12 @@ pub fn write_reports(
         connections,
         duration_s,
         pinned,
+        loader_nice,
         rounds: rounds_of(rows),
         results: rows,
     };
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
-    let markdown = markdown(connections, duration_s, pinned, rows);
+    let markdown = markdown(connections, duration_s, pinned, loader_nice, rows);
     std::fs::write(out.join("report.md"), &markdown)?;
     chart(&out.join("report.svg"), rows)?;
     Ok(markdown)
@@ -147,14 +151,22 @@ pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
     let connections = report["connections"].as_u64().unwrap_or(0) as usize;
     let duration_s = report["duration_s"].as_f64().unwrap_or(0.0);
     let pinned: Option<Pinning> = serde_json::from_value(report["pinned"].clone()).unwrap_or(None);
+    // Reports from before the setting ran the loader at 0.
+    let loader_nice = report["loader_nice"].as_i64().unwrap_or(0) as i32;
     std::fs::create_dir_all(out)?;
-    let markdown = markdown(connections, duration_s, pinned.as_ref(), &rows);
+    let markdown = markdown(connections, duration_s, pinned.as_ref(), loader_nice, &rows);
     std::fs::write(out.join("report.md"), &markdown)?;
     chart(&out.join("report.svg"), &rows)?;
     Ok(markdown)
 }
 
-fn markdown(connections: usize, duration_s: f64, pinned: Option<&Pinning>, rows: &[Row]) -> String {
+fn markdown(
+    connections: usize,
+    duration_s: f64,
+    pinned: Option<&Pinning>,
+    loader_nice: i32,
+    rows: &[Row],
+) -> String {
     let mut md = String::new();
     let rounds = rounds_of(rows);
     let _ = write!(
@@ -166,6 +178,12 @@ fn markdown(connections: usize, duration_s: f64, pinned: Option<&Pinning>, rows:
             md,
             " Servers on cores {:?}, the loader on cores {:?}; MariaDB and Redis anywhere.",
             p.servers, p.loader
+        );
+    }
+    if loader_nice != 0 {
+        let _ = write!(
+            md,
+            " The loader at nice {loader_nice}; servers, MariaDB and Redis at their own (0)."
         );
     }
     if rounds > 1 {
