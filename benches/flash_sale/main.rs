@@ -82,7 +82,7 @@ struct Args {
     /// its own: above 0, the servers, MariaDB and Redis get a core first when
     /// the loader wants one too, as they would if the clients ran on other
     /// machines, while all still share every core.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(0..=19))]
     loader_nice: i32,
     #[arg(
         long,
