@@ -183,7 +183,7 @@ fn markdown(
     if loader_nice != 0 {
         let _ = write!(
             md,
-            " The loader at nice {loader_nice}; servers, MariaDB and Redis at their own (0)."
+            " The loader at nice {loader_nice}; servers, MariaDB and Redis at their own."
         );
     }
     if rounds > 1 {
