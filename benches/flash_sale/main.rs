@@ -126,33 +126,28 @@ fn main() -> anyhow::Result<()> {
 
 /// Runs the loader (collecting the ids of accepted orders), its threads at
 /// `nice`: started from a thread that takes that value first, since a thread
-/// starts at its creator's.
+/// starts at its creator's. At 0 that thread changes nothing, so every run
+/// starts the loader the same way.
 async fn drive(
     nice: i32,
     endpoint: &Endpoint,
     budget: Budget,
     connections: usize,
 ) -> anyhow::Result<Stats> {
-    if nice == 0 {
-        return Ok(client::run(endpoint, budget, connections, true, Progress::default()).await);
-    }
     let endpoint = endpoint.clone();
     let (done, stats) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("loader-start".into())
         .spawn(move || {
             let run = || -> anyhow::Result<Stats> {
-                set_nice(nice)?;
+                if nice != 0 {
+                    set_nice(nice)?;
+                }
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                Ok(runtime.block_on(client::run(
-                    &endpoint,
-                    budget,
-                    connections,
-                    true,
-                    Progress::default(),
-                )))
+                let progress = Progress::default();
+                Ok(runtime.block_on(client::run(&endpoint, budget, connections, true, progress)))
             };
             let _ = done.send(run());
         })?;
