@@ -79,9 +79,12 @@ struct Args {
     #[arg(long)]
     pin: bool,
     /// The loader's threads at this nice value (0..=19), everything else at
-    /// its own: above 0, the servers, MariaDB and Redis get a core first when
-    /// the loader wants one too, as they would if the clients ran on other
-    /// machines, while all still share every core.
+    /// its own: above 0, the servers get a core first when the loader wants
+    /// one too, as they would if the clients ran on other machines, while all
+    /// still share every core. Where the kernel groups tasks by session
+    /// (autogroup), a nice value ranks the loader only against this process's
+    /// children, the servers; MariaDB and Redis, in sessions of their own, are
+    /// weighed against this session as a whole.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(0..=19))]
     loader_nice: i32,
     #[arg(
