@@ -6,7 +6,13 @@
 #[allow(dead_code)]
 mod report;
 
-use report::{Row, medians, write_reports};
+use report::{Loader, Row, medians, write_reports};
+
+/// The loader as the comparison ran it before `--loader-scheduling`.
+const NORMAL: Loader = Loader {
+    nice: 0,
+    batch: false,
+};
 
 fn row(strategy: &str, scenario: &str, orders_per_s: f64, p99_ms: f64) -> Row {
     Row {
@@ -103,7 +109,7 @@ fn reports_name_the_rounds() {
     ];
     let reported = medians(&rounds);
     let out = tempfile::tempdir().unwrap();
-    let markdown = write_reports(out.path(), 256, 10.0, None, 0, &reported).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, NORMAL, &reported).unwrap();
     assert!(markdown.contains("ran 3 times"), "{markdown}");
     assert!(markdown.contains("| a | hot | 32000 |"), "{markdown}");
     assert!(markdown.contains("30000, 34000, 32000 |"), "{markdown}");
@@ -120,7 +126,7 @@ fn reports_name_the_rounds() {
 
     // A single round writes no per-round column and no per-round list.
     let single = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let markdown = write_reports(out.path(), 256, 10.0, None, 0, &single).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, NORMAL, &single).unwrap();
     assert!(!markdown.contains("each round"), "{markdown}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
@@ -129,6 +135,8 @@ fn reports_name_the_rounds() {
     assert!(json["pinned"].is_null());
     assert_eq!(json["loader_nice"], 0);
     assert!(!markdown.contains("nice"), "{markdown}");
+    assert_eq!(json["loader_policy"], "normal");
+    assert!(!markdown.contains("SCHED_BATCH"), "{markdown}");
 }
 
 #[test]
@@ -139,7 +147,7 @@ fn reports_say_where_servers_and_loader_ran() {
         loader: vec![1],
     };
     let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let markdown = write_reports(out.path(), 256, 10.0, Some(&pinned), 0, &rows).unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, Some(&pinned), NORMAL, &rows).unwrap();
     assert!(
         markdown.contains("Servers on cores [0], the loader on cores [1]"),
         "{markdown}"
@@ -160,7 +168,15 @@ fn reports_say_where_servers_and_loader_ran() {
 fn reports_say_how_the_loader_yielded() {
     let out = tempfile::tempdir().unwrap();
     let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let markdown = write_reports(out.path(), 256, 10.0, None, 5, &rows).unwrap();
+    let markdown = write_reports(
+        out.path(),
+        256,
+        10.0,
+        None,
+        Loader { nice: 5, ..NORMAL },
+        &rows,
+    )
+    .unwrap();
     assert!(markdown.contains("The loader at nice 5"), "{markdown}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
@@ -176,4 +192,34 @@ fn reports_say_how_the_loader_yielded() {
     std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
     let rendered = report::render_again(&old_json, again.path()).unwrap();
     assert!(!rendered.contains("nice"), "{rendered}");
+}
+
+#[test]
+fn reports_say_how_the_loader_was_scheduled() {
+    let out = tempfile::tempdir().unwrap();
+    let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
+    let batch = Loader {
+        batch: true,
+        ..NORMAL
+    };
+    let markdown = write_reports(out.path(), 256, 10.0, None, batch, &rows).unwrap();
+    assert!(
+        markdown.contains("The loader's threads under `SCHED_BATCH`"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("nice"), "{markdown}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["loader_policy"], "batch");
+    // Rendering again from the JSON keeps it; a report from before the
+    // setting (no `loader_policy`) ran the loader under the usual policy.
+    let again = tempfile::tempdir().unwrap();
+    let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
+    assert_eq!(rendered, markdown);
+    let mut old = json.clone();
+    old.as_object_mut().unwrap().remove("loader_policy");
+    let old_json = out.path().join("old.json");
+    std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
+    let rendered = report::render_again(&old_json, again.path()).unwrap();
+    assert!(!rendered.contains("SCHED_BATCH"), "{rendered}");
 }

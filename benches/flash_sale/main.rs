@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench flash_sale -- [--duration 10s] [--connections 256]
 //! [--out target/flash-sale] [--quick] [--only a,b] [--rounds 1] [--pin]
-//! [--loader-nice 0]`
+//! [--loader-nice 0] [--loader-scheduling batch]`
 //!
 //! Each server runs in a child process (this binary again, with
 //! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
 use flashstock::http::Auth;
-use flashstock::loadtest::client::{self, Budget, Endpoint, Progress, Stats};
+use flashstock::loadtest::client::{self, Budget, Endpoint, Policy, Progress, Scheduling, Stats};
 use flashstock::loadtest::scenario::Driver;
 use sqlx::Row;
 
@@ -87,6 +87,12 @@ struct Args {
     /// weighed against this session as a whole.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(0..=19))]
     loader_nice: i32,
+    /// The loader threads' scheduling policy, as `flashstock loadtest
+    /// --scheduling` takes it: `batch` (the default) takes the same share of
+    /// the cores but does not preempt a running server thread when a reply
+    /// wakes it; `normal` is the kernel's usual policy.
+    #[arg(long, value_enum, default_value_t = Policy::Batch)]
+    loader_scheduling: Policy,
     #[arg(
         long,
         env = "FLASHSTOCK_TEST_MYSQL_URL",
@@ -127,45 +133,22 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(compare(args, pinned))
 }
 
-/// Runs the loader (collecting the ids of accepted orders), its threads at
-/// `nice`: started from a thread that takes that value first, since a thread
-/// starts at its creator's. At 0 that thread changes nothing, so every run
-/// starts the loader the same way.
+/// Runs the loader (collecting the ids of accepted orders), its threads
+/// scheduled as `args` says.
 async fn drive(
-    nice: i32,
+    args: &Args,
     endpoint: &Endpoint,
     budget: Budget,
     connections: usize,
 ) -> anyhow::Result<Stats> {
-    let endpoint = endpoint.clone();
-    let (done, stats) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("loader-start".into())
-        .spawn(move || {
-            let run = || -> anyhow::Result<Stats> {
-                if nice != 0 {
-                    set_nice(nice)?;
-                }
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let progress = Progress::default();
-                Ok(runtime.block_on(client::run(&endpoint, budget, connections, true, progress)))
-            };
-            let _ = done.send(run());
-        })?;
-    stats.await?
-}
-
-/// Sets the calling thread's nice value (on Linux each thread has its own, and
-/// a thread starts at its creator's).
-fn set_nice(nice: i32) -> anyhow::Result<()> {
-    // SAFETY: setpriority reads only its integer arguments.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-        let error = std::io::Error::last_os_error();
-        anyhow::bail!("cannot set the loader's nice to {nice}: {error}");
-    }
-    Ok(())
+    let scheduling = Scheduling {
+        policy: args.loader_scheduling,
+        nice: args.loader_nice,
+    };
+    let progress = Progress::default();
+    client::run(endpoint, budget, connections, true, progress, scheduling)
+        .await
+        .with_context(|| format!("the loader's threads cannot take {scheduling:?}"))
 }
 
 /// This process's cores for `--pin`: the lower half (at least one) for the
@@ -413,7 +396,10 @@ async fn compare(mut args: Args, pinned: Option<report::Pinning>) -> anyhow::Res
         args.connections,
         phases.duration.as_secs_f64(),
         pinned.as_ref(),
-        args.loader_nice,
+        report::Loader {
+            nice: args.loader_nice,
+            batch: args.loader_scheduling == Policy::Batch,
+        },
         &rows,
     )?;
     println!("{summary}");
@@ -514,6 +500,7 @@ async fn run_strategy(
         auth: Auth::new(JWT_SECRET),
         run_id: namespace.clone(),
         show_progress: false,
+        scheduling: Scheduling::default(),
     };
     let (hot_product, drop_product) = if baseline.is_none() {
         (
@@ -544,10 +531,10 @@ async fn run_strategy(
     };
 
     let hot_budget = Budget::Until(requests(hot_product, HOT_USERS), Instant::now() + duration);
-    let hot = drive(args.loader_nice, &endpoint, hot_budget, args.connections).await?;
+    let hot = drive(args, &endpoint, hot_budget, args.connections).await?;
     let drop_budget = Budget::Each(requests(drop_product, drop_users));
     let dropped = drive(
-        args.loader_nice,
+        args,
         &endpoint,
         drop_budget,
         args.connections.min(drop_users),

@@ -95,6 +95,22 @@ pub struct Pinning {
     pub loader: Vec<usize>,
 }
 
+/// How the loader's threads were scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loader {
+    /// Their nice value (everything else at its own).
+    pub nice: i32,
+    /// Under `SCHED_BATCH`: woken by a reply, they wait for the running
+    /// thread's turn to end rather than preempting it.
+    pub batch: bool,
+}
+
+impl Loader {
+    fn policy(self) -> &'static str {
+        if self.batch { "batch" } else { "normal" }
+    }
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     scenario: &'a str,
@@ -104,6 +120,8 @@ struct Report<'a> {
     pinned: Option<&'a Pinning>,
     /// The loader's threads' nice value (everything else at its own).
     loader_nice: i32,
+    /// The loader's threads' scheduling policy: "batch" or "normal".
+    loader_policy: &'a str,
     /// How many times each strategy ran; each result is its median round.
     rounds: usize,
     results: &'a [Row],
@@ -124,7 +142,7 @@ pub fn write_reports(
     connections: usize,
     duration_s: f64,
     pinned: Option<&Pinning>,
-    loader_nice: i32,
+    loader: Loader,
     rows: &[Row],
 ) -> anyhow::Result<String> {
     std::fs::create_dir_all(out)?;
@@ -133,12 +151,13 @@ pub fn write_reports(
         connections,
         duration_s,
         pinned,
-        loader_nice,
+        loader_nice: loader.nice,
+        loader_policy: loader.policy(),
         rounds: rounds_of(rows),
         results: rows,
     };
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
-    let markdown = markdown(connections, duration_s, pinned, loader_nice, rows);
+    let markdown = markdown(connections, duration_s, pinned, loader, rows);
     std::fs::write(out.join("report.md"), &markdown)?;
     chart(&out.join("report.svg"), rows)?;
     Ok(markdown)
@@ -151,10 +170,14 @@ pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
     let connections = report["connections"].as_u64().unwrap_or(0) as usize;
     let duration_s = report["duration_s"].as_f64().unwrap_or(0.0);
     let pinned: Option<Pinning> = serde_json::from_value(report["pinned"].clone()).unwrap_or(None);
-    // Reports from before the setting ran the loader at 0.
-    let loader_nice = report["loader_nice"].as_i64().unwrap_or(0) as i32;
+    // Reports from before the settings ran the loader at 0, under the
+    // kernel's usual policy.
+    let loader = Loader {
+        nice: report["loader_nice"].as_i64().unwrap_or(0) as i32,
+        batch: report["loader_policy"] == "batch",
+    };
     std::fs::create_dir_all(out)?;
-    let markdown = markdown(connections, duration_s, pinned.as_ref(), loader_nice, &rows);
+    let markdown = markdown(connections, duration_s, pinned.as_ref(), loader, &rows);
     std::fs::write(out.join("report.md"), &markdown)?;
     chart(&out.join("report.svg"), &rows)?;
     Ok(markdown)
@@ -164,7 +187,7 @@ fn markdown(
     connections: usize,
     duration_s: f64,
     pinned: Option<&Pinning>,
-    loader_nice: i32,
+    loader: Loader,
     rows: &[Row],
 ) -> String {
     let mut md = String::new();
@@ -180,10 +203,18 @@ fn markdown(
             p.servers, p.loader
         );
     }
-    if loader_nice != 0 {
+    if loader.batch {
         let _ = write!(
             md,
-            " The loader at nice {loader_nice}; servers, MariaDB and Redis at their own."
+            " The loader's threads under `SCHED_BATCH`: woken by a reply, they wait \
+             for the running thread's turn to end rather than preempting it."
+        );
+    }
+    if loader.nice != 0 {
+        let _ = write!(
+            md,
+            " The loader at nice {}; servers, MariaDB and Redis at their own.",
+            loader.nice
         );
     }
     if rounds > 1 {

@@ -212,6 +212,55 @@ impl Stats {
     }
 }
 
+/// How the kernel schedules the loader's threads (Linux; elsewhere, as the
+/// system does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// `SCHED_BATCH`: the same share of the cores as any thread at the same
+    /// nice, but a thread woken by a reply waits for the running thread's turn
+    /// to end rather than preempting it. A server on the same machine is then
+    /// not interrupted at every reply it sends, as it is not by clients on
+    /// other machines.
+    #[default]
+    Batch,
+    /// The kernel's usual policy (`SCHED_OTHER`): a woken loader thread may
+    /// preempt the server thread that woke it.
+    Normal,
+}
+
+/// The scheduling each loader thread takes as it starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scheduling {
+    pub policy: Policy,
+    /// The threads' nice value: 0 runs them at the caller's; a higher one
+    /// (raising it needs no privilege) lets everything else run first.
+    pub nice: i32,
+}
+
+impl Scheduling {
+    /// Applies to the calling thread: on Linux each thread has its own policy
+    /// and nice value.
+    fn apply(self) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            if self.policy == Policy::Batch {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: `param` outlives the call, and pid 0 is this thread.
+                if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // SAFETY: setpriority reads only its integer arguments.
+            if self.nice != 0 && unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, self.nice) } != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Counts requests done, for a progress display.
 #[derive(Clone, Default)]
 pub struct Progress(Arc<AtomicU64>);
@@ -230,13 +279,16 @@ impl Progress {
 /// request counter and the statistics are the thread's own, so no cache line
 /// moves between cores per request. Thread `t` of `T` sends requests
 /// `t, t + T, t + 2T, ...` of the budget, so a drop still sends each once.
+/// Each thread takes `scheduling` before its first request; a thread the
+/// kernel refuses it sends nothing, and the run ends with that error.
 pub async fn run(
     endpoint: &Endpoint,
     budget: Budget,
     connections: usize,
     collect_ids: bool,
     progress: Progress,
-) -> Stats {
+    scheduling: Scheduling,
+) -> std::io::Result<Stats> {
     assert!(connections > 0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -257,7 +309,10 @@ pub async fn run(
             let connections = connections / threads + usize::from(thread < connections % threads);
             std::thread::Builder::new()
                 .name(format!("loadtest-{thread}"))
-                .spawn(move || share.drive(connections))
+                .spawn(move || {
+                    scheduling.apply()?;
+                    Ok(share.drive(connections))
+                })
                 .expect("the loader can start its threads")
         })
         .collect();
@@ -266,16 +321,16 @@ pub async fn run(
         handles
             .into_iter()
             .map(|handle| handle.join().expect("a loader thread does not panic"))
-            .collect::<Vec<_>>()
+            .collect::<Vec<std::io::Result<Stats>>>()
     })
     .await
     .expect("a loader thread does not panic");
     let mut total = Stats::new();
     for stats in shares {
-        total.merge(stats);
+        total.merge(stats?);
     }
     total.elapsed = started.elapsed();
-    total
+    Ok(total)
 }
 
 /// One thread's part of a run, shared by the thread's connections.
@@ -508,10 +563,15 @@ mod tests {
         assert!(stats.named_errors().is_empty());
     }
 
+    /// Held by each test that starts loader threads, so that one test's
+    /// threads are not taken for another's.
+    static LOADER_THREADS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// A drop sends every request of its budget once, whatever the threads and
     /// connections, and `run` counts each reply and keeps each id.
     #[tokio::test]
     async fn each_request_is_sent_once() {
+        let _alone = LOADER_THREADS.lock().await;
         use std::sync::Mutex;
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
         let app = axum::Router::new().route(
@@ -539,7 +599,17 @@ mod tests {
                     .collect(),
             ));
             let progress = Progress::default();
-            let stats = run(&endpoint, budget, connections, true, progress.clone()).await;
+            let scheduling = Scheduling::default();
+            let stats = run(
+                &endpoint,
+                budget,
+                connections,
+                true,
+                progress.clone(),
+                scheduling,
+            )
+            .await
+            .unwrap();
             let mut bodies = std::mem::take(&mut *seen.lock().unwrap());
             bodies.sort();
             let mut expected: Vec<_> = (0..requests).map(|i| format!("u{i}")).collect();
@@ -553,6 +623,105 @@ mod tests {
             ids.sort();
             assert_eq!(ids, expected);
         }
+    }
+
+    /// Policy and nice of this process's threads named `loadtest-*`, from
+    /// `/proc` (fields 41 and 19 of a thread's `stat`).
+    #[cfg(target_os = "linux")]
+    fn loader_threads() -> Vec<(u32, i32)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("loadtest-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            // The fields after the command, which is in parentheses.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            found.push((fields[38].parse().unwrap(), fields[16].parse().unwrap()));
+        }
+        found
+    }
+
+    /// Every loader thread takes the scheduling it is given before its first
+    /// request, and the caller's thread keeps its own.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn loader_threads_take_their_scheduling() {
+        let _alone = LOADER_THREADS.lock().await;
+        use std::sync::Mutex;
+        let seen = Arc::new(Mutex::new(Vec::<(u32, i32)>::new()));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get({
+                let seen = seen.clone();
+                move || async move {
+                    seen.lock().unwrap().extend(loader_threads());
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let endpoint = Endpoint::parse(&url).unwrap();
+        let batch = libc::SCHED_BATCH as u32;
+        let other = libc::SCHED_OTHER as u32;
+        for (scheduling, expected) in [
+            (Scheduling::default(), (batch, 0)),
+            (
+                Scheduling {
+                    policy: Policy::Batch,
+                    nice: 3,
+                },
+                (batch, 3),
+            ),
+            (
+                Scheduling {
+                    policy: Policy::Normal,
+                    nice: 0,
+                },
+                (other, 0),
+            ),
+            (
+                Scheduling {
+                    policy: Policy::Normal,
+                    nice: 5,
+                },
+                (other, 5),
+            ),
+        ] {
+            seen.lock().unwrap().clear();
+            let request = endpoint.request("GET", "/", None, None);
+            let budget = Budget::Each(Arc::new(vec![request; 64]));
+            let stats = run(&endpoint, budget, 4, false, Progress::default(), scheduling)
+                .await
+                .unwrap();
+            assert_eq!(stats.with_status(200), 64);
+            let seen = std::mem::take(&mut *seen.lock().unwrap());
+            assert!(!seen.is_empty(), "the loader's threads were not found");
+            assert!(
+                seen.iter().all(|&s| s == expected),
+                "{scheduling:?}: {seen:?}"
+            );
+        }
+        // SAFETY: plain calls about this thread.
+        let (policy, nice) = unsafe {
+            (
+                libc::sched_getscheduler(0),
+                libc::getpriority(libc::PRIO_PROCESS, 0),
+            )
+        };
+        assert_eq!(
+            (policy, nice),
+            (libc::SCHED_OTHER, 0),
+            "the caller's thread is its own"
+        );
     }
 
     #[test]

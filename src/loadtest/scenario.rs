@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use super::client::{self, Budget, Endpoint, Progress, Stats};
+use super::client::{self, Budget, Endpoint, Policy, Progress, Scheduling, Stats};
 use super::report::{Report, Verdict};
 use crate::config::parse_duration;
 use crate::http::Auth;
@@ -41,6 +41,12 @@ pub struct LoadtestArgs {
     /// has a report: a failed run leaves it as it was).
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
+    /// How the kernel schedules the loader's threads: `batch` takes the same
+    /// share of the cores but does not preempt a running thread when a reply
+    /// wakes it, so a server on the same machine is not interrupted at every
+    /// reply it sends; `normal` is the kernel's usual policy (Linux only).
+    #[arg(long, value_enum, default_value_t = Policy::Batch, global = true)]
+    pub scheduling: Policy,
     #[command(subcommand)]
     pub scenario: Scenario,
 }
@@ -144,6 +150,10 @@ pub async fn run(args: &LoadtestArgs, jwt_secret: &str) -> anyhow::Result<Report
         auth: Auth::new(jwt_secret),
         run_id: ulid::Ulid::new().to_string().to_lowercase(),
         show_progress: true,
+        scheduling: Scheduling {
+            policy: args.scheduling,
+            nice: 0,
+        },
     };
     driver
         .scenario(&args.scenario, args.connections, &args.url)
@@ -157,6 +167,8 @@ pub struct Driver {
     /// Makes user ids unique to the run, so runs never share per-user limits.
     pub run_id: String,
     pub show_progress: bool,
+    /// What the loader's threads take as they start.
+    pub scheduling: Scheduling,
 }
 
 impl Driver {
@@ -181,7 +193,7 @@ impl Driver {
             Scenario::Spread { products, duration } => {
                 self.spread(products, duration, connections).await?
             }
-            Scenario::Get { path, duration } => self.get(&path, duration, connections).await,
+            Scenario::Get { path, duration } => self.get(&path, duration, connections).await?,
         };
         Ok(Report::new(name, url, connections, &stats, verdict))
     }
@@ -236,7 +248,12 @@ impl Driver {
             .ok_or_else(|| anyhow::anyhow!("no product id in {product}"))
     }
 
-    async fn drive(&self, budget: Budget, connections: usize, total: Option<u64>) -> Stats {
+    async fn drive(
+        &self,
+        budget: Budget,
+        connections: usize,
+        total: Option<u64>,
+    ) -> anyhow::Result<Stats> {
         let progress = Progress::default();
         let bar = self.show_progress.then(|| progress_bar(&budget, total));
         let ticker = bar.clone().map(|bar| {
@@ -255,14 +272,22 @@ impl Driver {
                 }
             })
         });
-        let stats = client::run(&self.endpoint, budget, connections, false, progress).await;
+        let stats = client::run(
+            &self.endpoint,
+            budget,
+            connections,
+            false,
+            progress,
+            self.scheduling,
+        )
+        .await;
         if let Some(ticker) = ticker {
             ticker.abort();
         }
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        stats
+        stats.with_context(|| format!("the loader's threads cannot take {:?}", self.scheduling))
     }
 
     /// Every user sends `path` (with `body`) once, all at once.
@@ -272,7 +297,7 @@ impl Driver {
         body: Option<&str>,
         users: usize,
         connections: usize,
-    ) -> Stats {
+    ) -> anyhow::Result<Stats> {
         let requests: Vec<Bytes> = self
             .users(users)
             .iter()
@@ -293,7 +318,7 @@ impl Driver {
         let body = json!({"product_id": product, "quantity": 1}).to_string();
         let stats = self
             .once_per_user("/v1/orders", Some(&body), users, connections)
-            .await;
+            .await?;
         let expected = (users as u64).min(stock);
         let accepted = stats.with_status(201);
         let refused = stats
@@ -336,7 +361,7 @@ impl Driver {
             .as_u64()
             .ok_or_else(|| anyhow::anyhow!("no campaign id"))?;
         let path = format!("/v1/campaigns/{id}/coupons");
-        let stats = self.once_per_user(&path, None, users, connections).await;
+        let stats = self.once_per_user(&path, None, users, connections).await?;
         let expected = (users as u64).min(quantity);
         let issued_replies = stats.with_status(201);
         let live = self
@@ -350,14 +375,19 @@ impl Driver {
         Ok((stats, Verdict { passed, detail }))
     }
 
-    async fn get(&self, path: &str, duration: Duration, connections: usize) -> (Stats, Verdict) {
+    async fn get(
+        &self,
+        path: &str,
+        duration: Duration,
+        connections: usize,
+    ) -> anyhow::Result<(Stats, Verdict)> {
         let request = self.endpoint.request("GET", path, None, None);
         let budget = Budget::Until(Arc::new(vec![request]), Instant::now() + duration);
-        let stats = self.drive(budget, connections, None).await;
+        let stats = self.drive(budget, connections, None).await?;
         let ok = stats.with_status(200);
         let passed = ok > 0 && ok == stats.requests();
         let detail = format!("{ok} of {} requests answered 200", stats.requests());
-        (stats, Verdict { passed, detail })
+        Ok((stats, Verdict { passed, detail }))
     }
 
     async fn spread(
@@ -385,7 +415,7 @@ impl Driver {
             .collect();
         let deadline = Instant::now() + duration;
         let budget = Budget::Until(Arc::new(requests), deadline);
-        let stats = self.drive(budget, connections, None).await;
+        let stats = self.drive(budget, connections, None).await?;
         let accepted = stats.with_status(201);
         let mut reserved = 0;
         for id in &ids {
