@@ -181,16 +181,9 @@ fn reports_say_how_the_loader_yielded() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["loader_nice"], 5);
-    // Rendering again from the JSON keeps it; a report from before the
-    // setting (no `loader_nice`) renders as the loader at 0.
-    let again = tempfile::tempdir().unwrap();
-    let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
-    assert_eq!(rendered, markdown);
-    let mut old = json.clone();
-    old.as_object_mut().unwrap().remove("loader_nice");
-    let old_json = out.path().join("old.json");
-    std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
-    let rendered = report::render_again(&old_json, again.path()).unwrap();
+    // A report from before the setting (no `loader_nice`) renders as the
+    // loader at 0.
+    let rendered = render_without(out.path(), &markdown, "loader_nice");
     assert!(!rendered.contains("nice"), "{rendered}");
 }
 
@@ -211,15 +204,22 @@ fn reports_say_how_the_loader_was_scheduled() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["loader_policy"], "batch");
-    // Rendering again from the JSON keeps it; a report from before the
-    // setting (no `loader_policy`) ran the loader under the usual policy.
-    let again = tempfile::tempdir().unwrap();
-    let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
-    assert_eq!(rendered, markdown);
-    let mut old = json.clone();
-    old.as_object_mut().unwrap().remove("loader_policy");
-    let old_json = out.path().join("old.json");
-    std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
-    let rendered = report::render_again(&old_json, again.path()).unwrap();
+    // A report from before the setting (no `loader_policy`) ran the loader
+    // under the usual policy.
+    let rendered = render_without(out.path(), &markdown, "loader_policy");
     assert!(!rendered.contains("SCHED_BATCH"), "{rendered}");
+}
+
+/// Checks that `out`'s `report.json` renders again as `markdown`, then returns
+/// how it renders without `field`, as a report from before that setting.
+fn render_without(out: &std::path::Path, markdown: &str, field: &str) -> String {
+    let again = tempfile::tempdir().unwrap();
+    let rendered = report::render_again(&out.join("report.json"), again.path()).unwrap();
+    assert_eq!(rendered, markdown);
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove(field);
+    let old_json = out.join("old.json");
+    std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
+    report::render_again(&old_json, again.path()).unwrap()
 }
