@@ -214,8 +214,7 @@ impl Stats {
 
 /// How the kernel schedules the loader's threads (Linux; elsewhere, as the
 /// system does).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Policy {
     /// `SCHED_BATCH`: the same share of the cores as any thread at the same
     /// nice, but a thread woken by a reply waits for the running thread's turn
