@@ -146,9 +146,7 @@ async fn drive(
         nice: args.loader_nice,
     };
     let progress = Progress::default();
-    client::run(endpoint, budget, connections, true, progress, scheduling)
-        .await
-        .with_context(|| format!("the loader's threads cannot take {scheduling:?}"))
+    client::run(endpoint, budget, connections, true, progress, scheduling).await
 }
 
 /// This process's cores for `--pin`: the lower half (at least one) for the

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use bytes::{Buf, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -287,7 +288,7 @@ pub async fn run(
     collect_ids: bool,
     progress: Progress,
     scheduling: Scheduling,
-) -> std::io::Result<Stats> {
+) -> anyhow::Result<Stats> {
     assert!(connections > 0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -326,6 +327,8 @@ pub async fn run(
     .expect("a loader thread does not panic");
     let mut total = Stats::new();
     for stats in shares {
+        let stats =
+            stats.with_context(|| format!("the loader's threads cannot take {scheduling:?}"));
         total.merge(stats?);
     }
     total.elapsed = started.elapsed();

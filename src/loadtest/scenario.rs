@@ -287,7 +287,7 @@ impl Driver {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        stats.with_context(|| format!("the loader's threads cannot take {:?}", self.scheduling))
+        stats
     }
 
     /// Every user sends `path` (with `body`) once, all at once.
