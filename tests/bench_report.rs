@@ -6,12 +6,13 @@
 #[allow(dead_code)]
 mod report;
 
-use report::{Loader, Row, medians, write_reports};
+use flashstock::loadtest::client::{Policy, Scheduling};
+use report::{Row, medians, write_reports};
 
 /// The loader as the comparison ran it before `--loader-scheduling`.
-const NORMAL: Loader = Loader {
+const NORMAL: Scheduling = Scheduling {
+    policy: Policy::Normal,
     nice: 0,
-    batch: false,
 };
 
 fn row(strategy: &str, scenario: &str, orders_per_s: f64, p99_ms: f64) -> Row {
@@ -173,7 +174,7 @@ fn reports_say_how_the_loader_yielded() {
         256,
         10.0,
         None,
-        Loader { nice: 5, ..NORMAL },
+        Scheduling { nice: 5, ..NORMAL },
         &rows,
     )
     .unwrap();
@@ -191,8 +192,8 @@ fn reports_say_how_the_loader_yielded() {
 fn reports_say_how_the_loader_was_scheduled() {
     let out = tempfile::tempdir().unwrap();
     let rows = medians(&[vec![row("a", "hot", 30_000.0, 10.0)]]);
-    let batch = Loader {
-        batch: true,
+    let batch = Scheduling {
+        policy: Policy::Batch,
         ..NORMAL
     };
     let markdown = write_reports(out.path(), 256, 10.0, None, batch, &rows).unwrap();

@@ -141,12 +141,17 @@ async fn drive(
     budget: Budget,
     connections: usize,
 ) -> anyhow::Result<Stats> {
-    let scheduling = Scheduling {
-        policy: args.loader_scheduling,
-        nice: args.loader_nice,
-    };
+    let scheduling = loader_scheduling(args);
     let progress = Progress::default();
     client::run(endpoint, budget, connections, true, progress, scheduling).await
+}
+
+/// What the loader's threads take, from the options.
+fn loader_scheduling(args: &Args) -> Scheduling {
+    Scheduling {
+        policy: args.loader_scheduling,
+        nice: args.loader_nice,
+    }
 }
 
 /// This process's cores for `--pin`: the lower half (at least one) for the
@@ -394,10 +399,7 @@ async fn compare(mut args: Args, pinned: Option<report::Pinning>) -> anyhow::Res
         args.connections,
         phases.duration.as_secs_f64(),
         pinned.as_ref(),
-        report::Loader {
-            nice: args.loader_nice,
-            batch: args.loader_scheduling == Policy::Batch,
-        },
+        loader_scheduling(&args),
         &rows,
     )?;
     println!("{summary}");

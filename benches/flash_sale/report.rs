@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use clap::ValueEnum as _;
 use flashstock::loadtest::Stats;
+use flashstock::loadtest::client::{Policy, Scheduling};
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -95,20 +97,13 @@ pub struct Pinning {
     pub loader: Vec<usize>,
 }
 
-/// How the loader's threads were scheduled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Loader {
-    /// Their nice value (everything else at its own).
-    pub nice: i32,
-    /// Under `SCHED_BATCH`: woken by a reply, they wait for the running
-    /// thread's turn to end rather than preempting it.
-    pub batch: bool,
-}
-
-impl Loader {
-    fn policy(self) -> &'static str {
-        if self.batch { "batch" } else { "normal" }
-    }
+/// A policy as `--loader-scheduling` names it.
+fn policy_name(policy: Policy) -> String {
+    policy
+        .to_possible_value()
+        .expect("every policy has a name")
+        .get_name()
+        .to_string()
 }
 
 #[derive(Serialize)]
@@ -121,7 +116,7 @@ struct Report<'a> {
     /// The loader's threads' nice value (everything else at its own).
     loader_nice: i32,
     /// The loader's threads' scheduling policy: "batch" or "normal".
-    loader_policy: &'a str,
+    loader_policy: String,
     /// How many times each strategy ran; each result is its median round.
     rounds: usize,
     results: &'a [Row],
@@ -142,7 +137,7 @@ pub fn write_reports(
     connections: usize,
     duration_s: f64,
     pinned: Option<&Pinning>,
-    loader: Loader,
+    loader: Scheduling,
     rows: &[Row],
 ) -> anyhow::Result<String> {
     std::fs::create_dir_all(out)?;
@@ -152,7 +147,7 @@ pub fn write_reports(
         duration_s,
         pinned,
         loader_nice: loader.nice,
-        loader_policy: loader.policy(),
+        loader_policy: policy_name(loader.policy),
         rounds: rounds_of(rows),
         results: rows,
     };
@@ -172,9 +167,12 @@ pub fn render_again(json: &Path, out: &Path) -> anyhow::Result<String> {
     let pinned: Option<Pinning> = serde_json::from_value(report["pinned"].clone()).unwrap_or(None);
     // Reports from before the settings ran the loader at 0, under the
     // kernel's usual policy.
-    let loader = Loader {
+    let loader = Scheduling {
         nice: report["loader_nice"].as_i64().unwrap_or(0) as i32,
-        batch: report["loader_policy"] == "batch",
+        policy: report["loader_policy"]
+            .as_str()
+            .and_then(|name| Policy::from_str(name, false).ok())
+            .unwrap_or(Policy::Normal),
     };
     std::fs::create_dir_all(out)?;
     let markdown = markdown(connections, duration_s, pinned.as_ref(), loader, &rows);
@@ -187,7 +185,7 @@ fn markdown(
     connections: usize,
     duration_s: f64,
     pinned: Option<&Pinning>,
-    loader: Loader,
+    loader: Scheduling,
     rows: &[Row],
 ) -> String {
     let mut md = String::new();
@@ -203,7 +201,7 @@ fn markdown(
             p.servers, p.loader
         );
     }
-    if loader.batch {
+    if loader.policy == Policy::Batch {
         let _ = write!(
             md,
             " The loader's threads under `SCHED_BATCH`: woken by a reply, they wait \
