@@ -628,7 +628,8 @@ mod tests {
     }
 
     /// Policy and nice of this process's threads named `loadtest-*`, from
-    /// `/proc` (fields 41 and 19 of a thread's `stat`).
+    /// `/proc` (fields 41 and 19 of a thread's `stat`). A thread that ends
+    /// while it is read is left out.
     #[cfg(target_os = "linux")]
     fn loader_threads() -> Vec<(u32, i32)> {
         let mut found = Vec::new();
@@ -637,7 +638,9 @@ mod tests {
             if !comm.starts_with("loadtest-") {
                 continue;
             }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
             // The fields after the command, which is in parentheses.
             let fields: Vec<&str> = stat
                 .rsplit_once(')')
@@ -657,13 +660,24 @@ mod tests {
     async fn loader_threads_take_their_scheduling() {
         let _alone = LOADER_THREADS.lock().await;
         use std::sync::Mutex;
+        use std::sync::atomic::AtomicUsize;
+        // Each connection's first request waits at a barrier: when all have
+        // come, every loader thread has sent, so has taken its scheduling,
+        // and none has ended; the last to come reads them all then.
+        const CONNECTIONS: usize = 4;
+        let firsts = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(tokio::sync::Barrier::new(CONNECTIONS));
         let seen = Arc::new(Mutex::new(Vec::<(u32, i32)>::new()));
         let app = axum::Router::new().route(
             "/",
             axum::routing::get({
-                let seen = seen.clone();
+                let (firsts, barrier, seen) = (firsts.clone(), barrier.clone(), seen.clone());
                 move || async move {
-                    seen.lock().unwrap().extend(loader_threads());
+                    if firsts.fetch_add(1, Ordering::SeqCst) < CONNECTIONS
+                        && barrier.wait().await.is_leader()
+                    {
+                        *seen.lock().unwrap() = loader_threads();
+                    }
                     "ok"
                 }
             }),
@@ -698,15 +712,33 @@ mod tests {
                 (other, 5),
             ),
         ] {
-            seen.lock().unwrap().clear();
+            // No thread of an earlier run may be read as one of this run's.
+            let gone = Instant::now() + Duration::from_secs(5);
+            while !loader_threads().is_empty() {
+                assert!(Instant::now() < gone, "the loader's threads outlive a run");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            firsts.store(0, Ordering::SeqCst);
             let request = endpoint.request("GET", "/", None, None);
             let budget = Budget::Each(Arc::new(vec![request; 64]));
-            let stats = run(&endpoint, budget, 4, false, Progress::default(), scheduling)
-                .await
-                .unwrap();
+            let stats = run(
+                &endpoint,
+                budget,
+                CONNECTIONS,
+                false,
+                Progress::default(),
+                scheduling,
+            )
+            .await
+            .unwrap();
             assert_eq!(stats.with_status(200), 64);
             let seen = std::mem::take(&mut *seen.lock().unwrap());
-            assert!(!seen.is_empty(), "the loader's threads were not found");
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            assert_eq!(
+                seen.len(),
+                threads.min(CONNECTIONS),
+                "every loader thread is read once: {seen:?}"
+            );
             assert!(
                 seen.iter().all(|&s| s == expected),
                 "{scheduling:?}: {seen:?}"
