@@ -271,6 +271,14 @@ impl Progress {
     }
 }
 
+/// How many threads `run` shares `connections` over: one per core, at most
+/// one per connection.
+fn threads_for(connections: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(connections)
+}
+
 /// Sends `budget` over `connections` connections; collects 201 ids if asked.
 ///
 /// The connections are shared out over one thread per core, each running its
@@ -290,9 +298,7 @@ pub async fn run(
     scheduling: Scheduling,
 ) -> anyhow::Result<Stats> {
     assert!(connections > 0);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(connections);
+    let threads = threads_for(connections);
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
@@ -733,10 +739,9 @@ mod tests {
             .unwrap();
             assert_eq!(stats.with_status(200), 64);
             let seen = std::mem::take(&mut *seen.lock().unwrap());
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             assert_eq!(
                 seen.len(),
-                threads.min(CONNECTIONS),
+                threads_for(CONNECTIONS),
                 "every loader thread is read once: {seen:?}"
             );
             assert!(
