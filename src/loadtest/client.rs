@@ -576,17 +576,22 @@ mod tests {
     static LOADER_THREADS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     /// A drop sends every request of its budget once, whatever the threads and
-    /// connections, and `run` counts each reply and keeps each id.
+    /// connections, over connections kept alive (never more than asked for),
+    /// and `run` counts each reply and keeps each id.
     #[tokio::test]
     async fn each_request_is_sent_once() {
         let _alone = LOADER_THREADS.lock().await;
+        use std::collections::HashSet;
         use std::sync::Mutex;
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let peers = Arc::new(Mutex::new(HashSet::<SocketAddr>::new()));
         let app = axum::Router::new().route(
             "/v1/orders",
             axum::routing::post({
-                let seen = seen.clone();
-                move |body: String| async move {
+                let (seen, peers) = (seen.clone(), peers.clone());
+                move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+                      body: String| async move {
+                    peers.lock().unwrap().insert(peer);
                     seen.lock().unwrap().push(body.clone());
                     (
                         axum::http::StatusCode::CREATED,
@@ -597,10 +602,14 @@ mod tests {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.unwrap()
+        });
         let endpoint = Endpoint::parse(&url).unwrap();
         for (requests, connections) in [(1, 1), (7, 3), (1000, 5), (1001, 64)] {
             seen.lock().unwrap().clear();
+            peers.lock().unwrap().clear();
             let budget = Budget::Each(Arc::new(
                 (0..requests)
                     .map(|i| endpoint.request("POST", "/v1/orders", None, Some(&format!("u{i}"))))
@@ -623,6 +632,11 @@ mod tests {
             let mut expected: Vec<_> = (0..requests).map(|i| format!("u{i}")).collect();
             expected.sort();
             assert_eq!(bodies, expected, "{requests} requests over {connections}");
+            let opened = peers.lock().unwrap().len();
+            assert!(
+                (1..=connections).contains(&opened),
+                "{requests} requests over {connections} connections opened {opened}"
+            );
             assert_eq!(stats.with_status(201), requests as u64);
             assert_eq!(stats.errors(), 0);
             assert_eq!(stats.latency_us.len(), requests as u64);
