@@ -60,12 +60,19 @@ done
 [ -n "$url" ] || { echo "the server does not answer; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
 
 loader() {
+  rm -f "$work/loader.json"
+  # Against noop's 404 the `get` verdict fails and the loader exits non-zero;
+  # only a run that wrote no report is a failure here.
   "$bin" loadtest --url "$url" --jwt-secret loader-vs-wrk --json "$work/loader.json" \
-    get --path "$path" --duration "${duration}s" >/dev/null 2>&1 || true
+    get --path "$path" --duration "${duration}s" >"$work/loader.out" 2>&1 || true
+  [ -s "$work/loader.json" ] || { echo "the loader wrote no report:" >&2; cat "$work/loader.out" >&2; exit 1; }
   python3 -c "import json, sys; print(round(json.load(open(sys.argv[1]))['requests_per_s']))" "$work/loader.json"
 }
 wrk_rate() {
-  wrk -t2 -c256 -d"${duration}s" "$url$path" | awk '/Requests\/sec/ { printf "%d\n", $2 }'
+  local rate
+  rate=$(wrk -t2 -c256 -d"${duration}s" "$url$path" | awk '/Requests\/sec/ { printf "%d\n", $2 }')
+  [ -n "$rate" ] || { echo "wrk printed no rate" >&2; exit 1; }
+  echo "$rate"
 }
 
 echo "server: $server_kind ($url$path), $pairs pairs of ${duration} s"
