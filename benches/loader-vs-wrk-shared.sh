@@ -12,7 +12,7 @@
 #
 #   benches/loader-vs-wrk-shared.sh [PAIRS] [DURATION] [noop|healthz]    (defaults 20 5 noop)
 #
-# Needs wrk and python3; builds the release binary and the bench if needed.
+# Needs wrk; builds the release binary and the bench if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,21 +59,18 @@ for _ in $(seq 1 100); do
 done
 [ -n "$url" ] || { echo "the server does not answer; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
 
-loader() {
-  rm -f "$work/loader.json"
-  # Against noop's 404 the `get` verdict fails and the loader exits non-zero;
-  # only a run that wrote no report is a failure here.
-  "$bin" loadtest --url "$url" --jwt-secret loader-vs-wrk --json "$work/loader.json" \
-    get --path "$path" --duration "${duration}s" >"$work/loader.out" 2>&1 || true
-  [ -s "$work/loader.json" ] || { echo "the loader wrote no report:" >&2; cat "$work/loader.out" >&2; exit 1; }
-  python3 -c "import json, sys; print(round(json.load(open(sys.argv[1]))['requests_per_s']))" "$work/loader.json"
-}
-wrk_rate() {
-  local rate
-  rate=$(wrk -t2 -c256 -d"${duration}s" "$url$path" | awk '/Requests\/sec/ { printf "%d\n", $2 }')
-  [ -n "$rate" ] || { echo "wrk printed no rate" >&2; exit 1; }
+# Each client's rate as its own report prints it (as benches/loader-vs-wrk.sh
+# reads it). Against noop's 404 the loader's verdict fails and it exits
+# non-zero; only a run that printed no rate is a failure here.
+rate_of() {
+  local out rate
+  out=$("$@" 2>&1 || true)
+  rate=$(echo "$out" | grep -oE '(requests/s|Requests/sec:) +[0-9.]+' | head -1 | awk '{print int($2)}')
+  [ -n "$rate" ] || { printf '%s printed no rate:\n%s\n' "$1" "$out" >&2; exit 1; }
   echo "$rate"
 }
+loader() { rate_of "$bin" loadtest --url "$url" get --path "$path" --duration "${duration}s"; }
+wrk_rate() { rate_of wrk -t2 -c256 -d"${duration}s" "$url$path"; }
 
 echo "server: $server_kind ($url$path), $pairs pairs of ${duration} s"
 printf '%-5s %12s %12s %8s\n' pair loader wrk ratio
@@ -87,12 +84,10 @@ for pair in $(seq 1 "$pairs"); do
   echo "$l $w" >>"$results"
   awk -v p="$pair" -v l="$l" -v w="$w" 'BEGIN { printf "%-5s %12d %12d %8.3f\n", p, l, w, l / w }'
 done
-python3 - "$results" <<'EOF'
-import statistics, sys
-pairs = [tuple(map(int, line.split())) for line in open(sys.argv[1])]
-ratios = [l / w for l, w in pairs]
-mean = statistics.mean(ratios)
-se = statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
-print(f"loader {statistics.mean(l for l, _ in pairs):,.0f} req/s, wrk {statistics.mean(w for _, w in pairs):,.0f};"
-      f" loader / wrk {mean:.3f} (standard error {se:.3f}), ahead in {sum(r >= 1 for r in ratios)} of {len(ratios)}")
-EOF
+awk '{ l += $1; w += $2; r[NR] = $1 / $2; sum += r[NR]; if ($1 >= $2) ahead++ }
+  END {
+    mean = sum / NR; for (i = 1; i <= NR; i++) ss += (r[i] - mean) ^ 2
+    se = NR > 1 ? sprintf("%.3f", sqrt(ss / (NR - 1) / NR)) : "n/a"
+    printf "loader %d req/s, wrk %d; loader / wrk %.3f (standard error %s), ahead in %d of %d\n",
+      l / NR, w / NR, mean, se, ahead, NR
+  }' "$results"
