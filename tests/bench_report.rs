@@ -7,7 +7,7 @@
 mod report;
 
 use flashstock::loadtest::client::{Policy, Scheduling};
-use report::{Row, medians, write_reports};
+use report::{Row, Target, medians, targets, write_reports};
 
 /// The loader as the comparison ran it before `--loader-scheduling`.
 const NORMAL: Scheduling = Scheduling {
@@ -138,6 +138,101 @@ fn reports_name_the_rounds() {
     assert!(!markdown.contains("nice"), "{markdown}");
     assert_eq!(json["loader_policy"], "normal");
     assert!(!markdown.contains("SCHED_BATCH"), "{markdown}");
+}
+
+/// Each target's (measured, met), by what it asks.
+fn verdicts(rows: &[Row]) -> Vec<(String, String, bool)> {
+    targets(rows)
+        .into_iter()
+        .map(
+            |Target {
+                 asks,
+                 measured,
+                 met,
+             }| (asks, measured, met),
+        )
+        .collect()
+}
+
+#[test]
+fn the_report_holds_flashstock_durable_to_its_targets() {
+    let rows = vec![
+        row("noop", "hot", 80_000.0, 8.0),
+        row("mysql-for-update", "hot", 2_000.0, 190.0),
+        row("redis-lock", "hot", 3_000.0, 5_000.0),
+        row("redis-lua", "hot", 50_000.0, 15.0),
+        row("flashstock-durable", "hot", 45_000.0, 19.9),
+        row("flashstock-durable", "drop", 4_000.0, 30.0),
+        Row {
+            lost: Some(1),
+            ..row("flashstock-memory", "drop", 4_000.0, 20.0)
+        },
+    ];
+    let owned = |asks: &str, measured: &str, met| (asks.to_string(), measured.to_string(), met);
+    assert_eq!(
+        verdicts(&rows),
+        vec![
+            owned("at least 20x `mysql-for-update`", "22.5x", true),
+            owned("at least 20x `redis-lock`", "15.0x", false),
+            owned("at least `redis-lua`'s orders/s", "90.0%", false),
+            owned("at least 50% of `noop`'s orders/s", "56.2%", true),
+            owned("p99 under 20 ms", "19.9 ms", true),
+            // One flashstock row that lost an order fails it, whichever row.
+            owned(
+                "`oversold` and `lost` 0 in every flashstock row",
+                "oversold 0, lost 1",
+                false
+            ),
+        ]
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, NORMAL, &rows).unwrap();
+    assert!(
+        markdown.contains("`flashstock-durable` in `hot` against its targets"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| at least 20x `mysql-for-update` | 22.5x | yes |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| at least 20x `redis-lock` | 15.0x | **no** |"),
+        "{markdown}"
+    );
+
+    // A run of some strategies holds durable only to the targets it can; a
+    // baseline that took no orders is beaten by any orders at all; an
+    // unchecked flashstock row meets nothing.
+    let some = vec![
+        row("mysql-for-update", "hot", 0.0, 5_000.0),
+        row("flashstock-durable", "hot", 30_000.0, 25.0),
+        Row {
+            oversold: None,
+            ..row("flashstock-sqlite", "hot", 20_000.0, 30.0)
+        },
+    ];
+    assert_eq!(
+        verdicts(&some),
+        vec![
+            owned("at least 20x `mysql-for-update`", "over 0", true),
+            owned("p99 under 20 ms", "25.0 ms", false),
+            owned(
+                "`oversold` and `lost` 0 in every flashstock row",
+                "oversold n/a, lost 0",
+                false
+            ),
+        ]
+    );
+
+    // Without a durable `hot` row there is nothing to hold to them.
+    let none = vec![
+        row("noop", "hot", 80_000.0, 8.0),
+        row("flashstock-durable", "drop", 4_000.0, 9.0),
+    ];
+    assert!(targets(&none).is_empty());
+    let markdown = write_reports(out.path(), 256, 10.0, None, NORMAL, &none).unwrap();
+    assert!(!markdown.contains("targets"), "{markdown}");
 }
 
 #[test]

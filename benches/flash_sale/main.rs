@@ -9,7 +9,8 @@
 //! Each server runs in a child process (this binary again, with
 //! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
 //! as they would be in production. Results go to `report.json`, `report.md`
-//! and `report.svg` in the output folder.
+//! (the table, then `flashstock-durable`'s `hot` row against its targets) and
+//! `report.svg` in the output folder.
 
 mod report;
 mod servers;

@@ -259,7 +259,95 @@ fn markdown(
             checked(r.lost)
         );
     }
+    let targets = targets(rows);
+    if !targets.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n`{DURABLE}` in `hot` against its targets:\n\n| target | measured | met |\n| --- | ---: | --- |"
+        );
+        for t in &targets {
+            let met = if t.met { "yes" } else { "**no**" };
+            let _ = writeln!(md, "| {} | {} | {met} |", t.asks, t.measured);
+        }
+    }
     md
+}
+
+/// The strategy the targets hold to the others.
+const DURABLE: &str = "flashstock-durable";
+
+/// One target of flashstock-durable's `hot` row: what it asks, what the run
+/// measured, whether that meets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub asks: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// flashstock-durable's `hot` row against the targets it is held to, each
+/// for which the run has what it needs (a run of `--only` some strategies has
+/// fewer); none without a durable `hot` row.
+pub fn targets(rows: &[Row]) -> Vec<Target> {
+    let hot = |strategy: &str| {
+        rows.iter()
+            .find(|r| r.strategy == strategy && r.scenario == "hot")
+    };
+    let Some(durable) = hot(DURABLE) else {
+        return Vec::new();
+    };
+    let mut targets = Vec::new();
+    // At least `times` the orders/s of `strategy`.
+    let mut at_least = |times: f64, strategy: &str| {
+        let Some(other) = hot(strategy) else { return };
+        let ratio = durable.orders_per_s / other.orders_per_s;
+        let asks = if times > 1.0 {
+            format!("at least {times:.0}x `{strategy}`")
+        } else if times < 1.0 {
+            format!("at least {:.0}% of `{strategy}`'s orders/s", times * 100.0)
+        } else {
+            format!("at least `{strategy}`'s orders/s")
+        };
+        let (measured, met) = if other.orders_per_s <= 0.0 {
+            // A strategy that took no orders is beaten by any that took some.
+            ("over 0".to_string(), durable.orders_per_s > 0.0)
+        } else if times > 1.0 {
+            (format!("{ratio:.1}x"), ratio >= times)
+        } else {
+            (format!("{:.1}%", ratio * 100.0), ratio >= times)
+        };
+        targets.push(Target {
+            asks,
+            measured,
+            met,
+        });
+    };
+    at_least(20.0, "mysql-for-update");
+    at_least(20.0, "redis-lock");
+    at_least(1.0, "redis-lua");
+    at_least(0.5, "noop");
+    targets.push(Target {
+        asks: "p99 under 20 ms".into(),
+        measured: format!("{:.1} ms", durable.p99_ms),
+        met: durable.p99_ms < 20.0,
+    });
+    let flashstock: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.strategy.starts_with("flashstock-"))
+        .collect();
+    let worst = |count: fn(&Row) -> Option<u64>| {
+        flashstock
+            .iter()
+            .map(|r| count(r))
+            .max_by_key(|c| c.map_or(u64::MAX, |c| c))
+    };
+    let (oversold, lost) = (worst(|r| r.oversold).flatten(), worst(|r| r.lost).flatten());
+    targets.push(Target {
+        asks: "`oversold` and `lost` 0 in every flashstock row".into(),
+        measured: format!("oversold {}, lost {}", checked(oversold), checked(lost)),
+        met: oversold == Some(0) && lost == Some(0),
+    });
+    targets
 }
 
 /// A correctness count, or `n/a` where there was nothing to check.
