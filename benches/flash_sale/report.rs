@@ -278,7 +278,7 @@ const DURABLE: &str = "flashstock-durable";
 
 /// One target of flashstock-durable's `hot` row: what it asks, what the run
 /// measured, whether that meets it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Target {
     pub asks: String,
     pub measured: String,
