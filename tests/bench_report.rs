@@ -1,13 +1,19 @@
 //! The flash-sale comparison's report (`benches/flash_sale/report.rs`): how
 //! several rounds become one row per strategy and scenario, and what the
-//! written reports say of them.
+//! written reports say of them; and how it reads where the machine's time went
+//! (`benches/flash_sale/cpu.rs`).
 
 #[path = "../benches/flash_sale/report.rs"]
 #[allow(dead_code)]
 mod report;
 
+#[path = "../benches/flash_sale/cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
+
+use cpu::{Machine, Processes, Sample};
 use flashstock::loadtest::client::{Policy, Scheduling};
-use report::{Row, Target, medians, targets, write_reports};
+use report::{Cpu, Row, Target, medians, targets, write_reports};
 
 /// The loader as the comparison ran it before `--loader-scheduling`.
 const NORMAL: Scheduling = Scheduling {
@@ -28,6 +34,7 @@ fn row(strategy: &str, scenario: &str, orders_per_s: f64, p99_ms: f64) -> Row {
         oversold: Some(0),
         lost: Some(0),
         rounds: Vec::new(),
+        cpu: None,
     }
 }
 
@@ -318,4 +325,158 @@ fn render_without(out: &std::path::Path, markdown: &str, field: &str) -> String 
     let old_json = out.join("old.json");
     std::fs::write(&old_json, serde_json::to_vec(&old).unwrap()).unwrap();
     report::render_again(&old_json, again.path()).unwrap()
+}
+
+fn cpu(server_us: f64) -> Cpu {
+    Cpu {
+        loader_us: 9.5,
+        server_us,
+        mariadb_us: Some(14.8),
+        redis_us: None,
+        idle_pct: 13.0,
+        steal_pct: 0.4,
+        switches: 0.52,
+    }
+}
+
+#[test]
+fn reports_say_where_the_time_went_in_the_median_round() {
+    let round = |rate: f64, server_us: f64| {
+        vec![
+            Row {
+                cpu: Some(cpu(server_us)),
+                ..row("flashstock-durable", "hot", rate, 10.0)
+            },
+            row("flashstock-durable", "drop", 5_000.0, 10.0),
+        ]
+    };
+    let rows = medians(&[
+        round(30_000.0, 21.0),
+        round(36_000.0, 19.7),
+        round(33_000.0, 23.5),
+    ]);
+    assert_eq!(
+        rows[0].cpu.map(|c| c.server_us),
+        Some(23.5),
+        "the median round's"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let markdown = write_reports(out.path(), 256, 10.0, None, NORMAL, &rows).unwrap();
+    assert!(
+        markdown.contains("Where the time went, per order"),
+        "{markdown}"
+    );
+    // MariaDB measured, Redis not found; together is what was measured.
+    assert!(
+        markdown.contains(
+            "| flashstock-durable | hot | 9.5 | 23.5 | 14.8 | n/a | 47.8 | 13.0% | 0.4% | 0.52 |"
+        ),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains("| flashstock-durable | drop | 9.5"),
+        "{markdown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["results"][0]["cpu"]["server_us"], 23.5);
+    assert!(json["results"][0]["cpu"]["redis_us"].is_null());
+    assert!(
+        json["results"][1].get("cpu").is_none(),
+        "drop is not measured"
+    );
+    // Rendering again from the JSON keeps the table; a report from before the
+    // measurement has none.
+    let again = tempfile::tempdir().unwrap();
+    let rendered = report::render_again(&out.path().join("report.json"), again.path()).unwrap();
+    assert_eq!(rendered, markdown);
+    let plain = medians(&[vec![row("flashstock-durable", "hot", 30_000.0, 10.0)]]);
+    let markdown = write_reports(out.path(), 256, 10.0, None, NORMAL, &plain).unwrap();
+    assert!(!markdown.contains("Where the time went"), "{markdown}");
+}
+
+fn sample(loader: u64, server: Option<u64>, mariadb: Option<u64>, machine: Machine) -> Sample {
+    Sample {
+        loader: Some(loader),
+        server,
+        mariadb,
+        redis: None,
+        machine: Some(machine),
+    }
+}
+
+#[test]
+fn time_between_two_samples_is_shared_out_over_the_orders() {
+    let m = |all, idle, steal, switches| Machine {
+        all,
+        idle,
+        steal,
+        switches,
+    };
+    let before = sample(1_000, Some(50), Some(7), m(10_000, 2_000, 10, 500));
+    let after = sample(1_050, Some(250), Some(107), m(11_000, 2_130, 14, 2_500));
+    // 100 ticks a second: 50 ticks over 1,000 orders is 500 us an order.
+    let c = cpu::between(&before, &after, 1_000, 100).unwrap();
+    assert_eq!(c.loader_us, 500.0);
+    assert_eq!(c.server_us, 2_000.0);
+    assert_eq!(c.mariadb_us, Some(1_000.0));
+    assert_eq!(c.redis_us, None);
+    assert_eq!(c.together_us(), 3_500.0);
+    assert_eq!(c.idle_pct, 13.0);
+    assert_eq!(c.steal_pct, 0.4);
+    assert_eq!(c.switches, 2.0);
+    // Nothing to share out, or the server gone: not measured.
+    assert!(cpu::between(&before, &after, 0, 100).is_none());
+    let gone = Sample {
+        server: None,
+        ..after
+    };
+    assert!(cpu::between(&before, &gone, 1_000, 100).is_none());
+    // MariaDB found only afterwards (or restarted): not measured, not negative.
+    let restarted = Sample {
+        mariadb: Some(3),
+        ..after
+    };
+    let c = cpu::between(&before, &restarted, 1_000, 100).unwrap();
+    assert_eq!(c.mariadb_us, None);
+}
+
+#[test]
+fn each_process_is_charged_its_own_time() {
+    let mut idle = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    assert!(
+        cpu::pids_named(&["sleep"]).contains(&(idle.id() as i32)),
+        "found by its name"
+    );
+    let processes = Processes {
+        loader: std::process::id() as i32,
+        server: idle.id() as i32,
+        mariadb: Vec::new(),
+        redis: Vec::new(),
+    };
+    let ticks_per_s = cpu::ticks_per_second();
+    let before = processes.sample();
+    // Busy on this thread until this process has run for a fifth of a second.
+    let busy_ticks = ticks_per_s / 5;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut spin = 0u64;
+    while processes.sample().loader.unwrap() < before.loader.unwrap() + busy_ticks
+        && std::time::Instant::now() < deadline
+    {
+        for i in 0..100_000u64 {
+            spin = std::hint::black_box(spin.wrapping_mul(31).wrapping_add(i));
+        }
+    }
+    let after = processes.sample();
+    idle.kill().unwrap();
+    idle.wait().unwrap();
+    // One "order": the time itself, in microseconds.
+    let c = cpu::between(&before, &after, 1, ticks_per_s).unwrap();
+    assert!(c.loader_us >= 200_000.0, "{c:?}");
+    assert!(c.server_us < c.loader_us / 4.0, "a sleeping server: {c:?}");
+    assert_eq!((c.mariadb_us, c.redis_us), (None, None));
+    assert!((0.0..=100.0).contains(&c.idle_pct), "{c:?}");
 }

@@ -9,9 +9,11 @@
 //! Each server runs in a child process (this binary again, with
 //! `FLASH_SALE_SERVE` set), so the loader and the server are separate processes
 //! as they would be in production. Results go to `report.json`, `report.md`
-//! (the table, then `flashstock-durable`'s `hot` row against its targets) and
+//! (the table; where the machine's time went in `hot`, per order, for each
+//! process; then `flashstock-durable`'s `hot` row against its targets) and
 //! `report.svg` in the output folder.
 
+mod cpu;
 mod report;
 mod servers;
 
@@ -532,7 +534,15 @@ async fn run_strategy(
     };
 
     let hot_budget = Budget::Until(requests(hot_product, HOT_USERS), Instant::now() + duration);
+    let processes = cpu::Processes::find(server.child.id());
+    let before = processes.sample();
     let hot = drive(args, &endpoint, hot_budget, args.connections).await?;
+    let hot_cpu = cpu::between(
+        &before,
+        &processes.sample(),
+        hot.with_status(201),
+        cpu::ticks_per_second(),
+    );
     let drop_budget = Budget::Each(requests(drop_product, drop_users));
     let dropped = drive(
         args,
@@ -552,7 +562,10 @@ async fn run_strategy(
         } else {
             Some(check(&storage, stats, product, stock).await?)
         };
-        let row = ResultRow::new(strategy, scenario, stats, checked);
+        let mut row = ResultRow::new(strategy, scenario, stats, checked);
+        if scenario == "hot" {
+            row.cpu = hot_cpu;
+        }
         eprintln!(
             "   {scenario:<5} {:>9.0} orders/s  p99 {:>8.2} ms  errors {}{}  oversold {:?}  lost {:?}",
             row.orders_per_s,

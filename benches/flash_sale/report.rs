@@ -31,6 +31,40 @@ pub struct Row {
     /// comparison ran more than once; the row is the median round's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<f64>,
+    /// Where the machine's time went in this round, for `hot` (a phase long
+    /// enough for `/proc`'s clock ticks to count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+}
+
+/// Where the machine's time went during a phase, per order taken: each
+/// process's user and system time, and the machine's idle and stolen shares.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct Cpu {
+    /// Microseconds of CPU an order: the loader (this process).
+    pub loader_us: f64,
+    /// The strategy's server.
+    pub server_us: f64,
+    /// This machine's MariaDB; None where none was found.
+    pub mariadb_us: Option<f64>,
+    /// This machine's Redis; None where none was found.
+    pub redis_us: Option<f64>,
+    /// The machine's cores idle or waiting for the disk, percent of their time.
+    pub idle_pct: f64,
+    /// Time the cores' host gave to others (a virtual machine's steal), percent.
+    pub steal_pct: f64,
+    /// The machine's context switches an order.
+    pub switches: f64,
+}
+
+impl Cpu {
+    /// The measured processes' CPU an order, together.
+    pub fn together_us(&self) -> f64 {
+        self.loader_us
+            + self.server_us
+            + self.mariadb_us.unwrap_or(0.0)
+            + self.redis_us.unwrap_or(0.0)
+    }
 }
 
 impl Row {
@@ -49,6 +83,7 @@ impl Row {
             oversold: checked.map(|c| c.0),
             lost: checked.map(|c| c.1),
             rounds: Vec::new(),
+            cpu: None,
         }
     }
 }
@@ -259,6 +294,7 @@ fn markdown(
             checked(r.lost)
         );
     }
+    cpu_table(&mut md, rows);
     let targets = targets(rows);
     if !targets.is_empty() {
         let _ = writeln!(
@@ -271,6 +307,44 @@ fn markdown(
         }
     }
     md
+}
+
+/// Where the time went in each row that measured it (its round's, for a
+/// median row).
+fn cpu_table(md: &mut String, rows: &[Row]) {
+    let measured: Vec<(&Row, &Cpu)> = rows
+        .iter()
+        .filter_map(|r| r.cpu.as_ref().map(|c| (r, c)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nWhere the time went, per order: each process's CPU (user and system, `/proc`) \
+         in microseconds, the machine's idle and stolen time as shares of its cores, \
+         its context switches. MariaDB and Redis are this machine's, whichever \
+         strategy uses them.\n\n\
+         | strategy | scenario | loader us | server us | MariaDB us | Redis us | together us | idle | stolen | switches |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let us = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}"));
+    for (r, c) in measured {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1}% | {:.1}% | {:.2} |",
+            r.strategy,
+            r.scenario,
+            c.loader_us,
+            c.server_us,
+            us(c.mariadb_us),
+            us(c.redis_us),
+            c.together_us(),
+            c.idle_pct,
+            c.steal_pct,
+            c.switches
+        );
+    }
 }
 
 /// The strategy the targets hold to the others.
