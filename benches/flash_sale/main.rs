@@ -575,6 +575,17 @@ async fn run_strategy(
             row.oversold,
             row.lost
         );
+        if let Some(c) = &row.cpu {
+            eprintln!(
+                "         CPU an order: loader {:.1} us, server {:.1}, MariaDB {}, Redis {}; \
+                 idle {:.1}%",
+                c.loader_us,
+                c.server_us,
+                report::micros(c.mariadb_us),
+                report::micros(c.redis_us),
+                c.idle_pct
+            );
+        }
         rows.push(row);
     }
     drop(server);

@@ -328,7 +328,6 @@ fn cpu_table(md: &mut String, rows: &[Row]) {
          | strategy | scenario | loader us | server us | MariaDB us | Redis us | together us | idle | stolen | switches |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    let us = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}"));
     for (r, c) in measured {
         let _ = writeln!(
             md,
@@ -337,14 +336,19 @@ fn cpu_table(md: &mut String, rows: &[Row]) {
             r.scenario,
             c.loader_us,
             c.server_us,
-            us(c.mariadb_us),
-            us(c.redis_us),
+            micros(c.mariadb_us),
+            micros(c.redis_us),
             c.together_us(),
             c.idle_pct,
             c.steal_pct,
             c.switches
         );
     }
+}
+
+/// Microseconds to a tenth, or `n/a` where not measured.
+pub fn micros(us: Option<f64>) -> String {
+    us.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1}"))
 }
 
 /// The strategy the targets hold to the others.
