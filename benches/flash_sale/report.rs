@@ -305,6 +305,14 @@ fn markdown(
             let met = if t.met { "yes" } else { "**no**" };
             let _ = writeln!(md, "| {} | {} | {met} |", t.asks, t.measured);
         }
+        if targets.iter().any(|t| t.measured.contains(NO_IDLE)) {
+            let _ = writeln!(
+                md,
+                "\n\"{NO_IDLE}\": what `{DURABLE}` would make at the same CPU an order \
+                 with the machine busy all the time (its orders/s over the share of \
+                 the cores neither idle nor stolen), against the others as measured."
+            );
+        }
     }
     md
 }
@@ -353,6 +361,8 @@ pub fn micros(us: Option<f64>) -> String {
 
 /// The strategy the targets hold to the others.
 const DURABLE: &str = "flashstock-durable";
+/// How a target's ratio reads at durable's rate with no idle.
+const NO_IDLE: &str = "with no idle";
 
 /// One target of flashstock-durable's `hot` row: what it asks, what the run
 /// measured, whether that meets it.
@@ -374,6 +384,11 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
     let Some(durable) = hot(DURABLE) else {
         return Vec::new();
     };
+    // Durable's rate with the machine busy all the time, where measured.
+    let busy_rate = durable.cpu.and_then(|c| {
+        let busy = 1.0 - (c.idle_pct + c.steal_pct) / 100.0;
+        (busy > 0.05).then(|| durable.orders_per_s / busy)
+    });
     let mut targets = Vec::new();
     // At least `times` the orders/s of `strategy`.
     let mut at_least = |times: f64, strategy: &str| {
@@ -386,13 +401,24 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         } else {
             format!("at least `{strategy}`'s orders/s")
         };
+        let shown = |ratio: f64| {
+            if times > 1.0 {
+                format!("{ratio:.1}x")
+            } else {
+                format!("{:.1}%", ratio * 100.0)
+            }
+        };
         let (measured, met) = if other.orders_per_s <= 0.0 {
             // A strategy that took no orders is beaten by any that took some.
             ("over 0".to_string(), durable.orders_per_s > 0.0)
-        } else if times > 1.0 {
-            (format!("{ratio:.1}x"), ratio >= times)
+        } else if let Some(busy) = busy_rate {
+            let no_idle = shown(busy / other.orders_per_s);
+            (
+                format!("{} ({no_idle} {NO_IDLE})", shown(ratio)),
+                ratio >= times,
+            )
         } else {
-            (format!("{:.1}%", ratio * 100.0), ratio >= times)
+            (shown(ratio), ratio >= times)
         };
         targets.push(Target {
             asks,
