@@ -478,6 +478,15 @@ async fn loadtest_checks_a_drop(backend: Backend) {
     );
     assert_eq!(report_json["verdict"]["passed"], true);
     assert!(report_json["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    // What the loader's own threads spent, from the system's clock of each.
+    let loader = &report_json["loader"];
+    assert!(loader["threads"].as_u64().unwrap() >= 1, "{loader}");
+    assert!(loader["cpu_s"].as_f64().unwrap() > 0.0, "{loader}");
+    assert!(
+        loader["cpu_us_per_request"].as_f64().unwrap() > 0.0,
+        "{loader}"
+    );
+    assert!(table.contains("loader        "), "{table}");
     // A wrong secret cannot set the drop up: the verdict is a failure, not a panic.
     let output = loadtest(
         &server.url,

@@ -115,10 +115,14 @@ pub struct Stats {
     /// Ids of 201 replies, when asked for.
     pub ids: Vec<Box<str>>,
     pub elapsed: Duration,
+    /// CPU time (user and system) of the loader's threads, together.
+    pub cpu: Duration,
+    /// How many threads sent the requests.
+    pub threads: usize,
 }
 
 impl Stats {
-    fn new() -> Stats {
+    pub(crate) fn new() -> Stats {
         Stats {
             latency_us: Histogram::new_with_bounds(1, LATENCY_MAX.as_micros() as u64, 3)
                 .expect("valid histogram bounds"),
@@ -126,6 +130,8 @@ impl Stats {
             transport_errors: 0,
             ids: Vec::new(),
             elapsed: Duration::ZERO,
+            cpu: Duration::ZERO,
+            threads: 0,
         }
     }
 
@@ -158,6 +164,8 @@ impl Stats {
         }
         self.transport_errors += other.transport_errors;
         self.ids.extend(other.ids);
+        self.cpu += other.cpu;
+        self.threads += other.threads;
     }
 
     pub fn requests(&self) -> u64 {
@@ -259,6 +267,13 @@ impl Scheduling {
         }
         Ok(())
     }
+}
+
+/// The calling thread's CPU time so far (user and system); zero where the
+/// system cannot tell.
+fn thread_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
 }
 
 /// Counts requests done, for a progress display.
@@ -368,10 +383,13 @@ impl Share {
         }
         runtime.block_on(local);
         drop(runtime);
-        Rc::into_inner(share)
+        let mut stats = Rc::into_inner(share)
             .expect("every connection has finished")
             .stats
-            .into_inner()
+            .into_inner();
+        stats.cpu = thread_cpu();
+        stats.threads = 1;
+        stats
     }
 
     /// The next request this thread sends, if the budget has one left.
