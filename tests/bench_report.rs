@@ -156,6 +156,7 @@ fn verdicts(rows: &[Row]) -> Vec<(String, String, bool)> {
                  asks,
                  measured,
                  met,
+                 ..
              }| (asks, measured, met),
         )
         .collect()

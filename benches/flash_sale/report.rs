@@ -305,7 +305,7 @@ fn markdown(
             let met = if t.met { "yes" } else { "**no**" };
             let _ = writeln!(md, "| {} | {} | {met} |", t.asks, t.measured);
         }
-        if targets.iter().any(|t| t.measured.contains(NO_IDLE)) {
+        if targets.iter().any(|t| t.reads_no_idle) {
             let _ = writeln!(
                 md,
                 "\n\"{NO_IDLE}\": what `{DURABLE}` would make at the same CPU an order \
@@ -371,6 +371,8 @@ pub struct Target {
     pub asks: String,
     pub measured: String,
     pub met: bool,
+    /// Whether `measured` also gives the ratio at durable's rate with no idle.
+    pub reads_no_idle: bool,
 }
 
 /// flashstock-durable's `hot` row against the targets it is held to, each
@@ -408,22 +410,24 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
                 format!("{:.1}%", ratio * 100.0)
             }
         };
-        let (measured, met) = if other.orders_per_s <= 0.0 {
+        let (measured, met, reads_no_idle) = if other.orders_per_s <= 0.0 {
             // A strategy that took no orders is beaten by any that took some.
-            ("over 0".to_string(), durable.orders_per_s > 0.0)
+            ("over 0".to_string(), durable.orders_per_s > 0.0, false)
         } else if let Some(busy) = busy_rate {
             let no_idle = shown(busy / other.orders_per_s);
             (
                 format!("{} ({no_idle} {NO_IDLE})", shown(ratio)),
                 ratio >= times,
+                true,
             )
         } else {
-            (shown(ratio), ratio >= times)
+            (shown(ratio), ratio >= times, false)
         };
         targets.push(Target {
             asks,
             measured,
             met,
+            reads_no_idle,
         });
     };
     at_least(20.0, "mysql-for-update");
@@ -434,6 +438,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         asks: "p99 under 20 ms".into(),
         measured: format!("{:.1} ms", durable.p99_ms),
         met: durable.p99_ms < 20.0,
+        reads_no_idle: false,
     });
     let flashstock: Vec<&Row> = rows
         .iter()
@@ -450,6 +455,7 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         asks: "`oversold` and `lost` 0 in every flashstock row".into(),
         measured: format!("oversold {}, lost {}", checked(oversold), checked(lost)),
         met: oversold == Some(0) && lost == Some(0),
+        reads_no_idle: false,
     });
     targets
 }
